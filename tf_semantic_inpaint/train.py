@@ -1,0 +1,269 @@
+"""Training a DCGAN run: a run directory, `fit` with callbacks, resume, distribution.
+
+A run directory holds:
+    run.json          the configuration (what `tfinpaint export` reads back)
+    checkpoints/      tf.train checkpoints of G, D, both optimizers and the epoch
+    samples/          epoch_001.png, ...: G(z) for a fixed z, in inference mode
+    logs/             TensorBoard
+    generator.keras, discriminator.keras   the final models
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_semantic_inpaint import data
+from tf_semantic_inpaint.gan import build_gan
+from tf_semantic_inpaint.images import grid, write_bytes_atomic, write_image
+from tf_semantic_inpaint.errors import InpaintError
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+# Fields that fix the model; a resumed run must agree on them.
+_MODEL_FIELDS = ("dataset", "resolution", "channels", "z_dim", "width")
+
+
+class TrainingError(InpaintError):
+    """Training cannot start or continue; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved as run.json).
+
+    Defaults: DCGAN's batch 64; width 64 is the paper's 64x64 model (512-256-128-64).
+    """
+
+    dataset: str = "fashion_mnist"
+    resolution: int = 28
+    channels: int = 0  # 0: the dataset's own
+    z_dim: int = 100
+    width: int = 64
+    batch_size: int = 64
+    epochs: int = 20
+    steps_per_epoch: int = 0  # 0: one pass over the training split
+    seed: int = 0
+    strategy: str = "default"
+    data_dir: str = ""
+    command: str = ""
+
+    def model_fields(self):
+        return {k: getattr(self, k) for k in _MODEL_FIELDS}
+
+
+def make_strategy(name):
+    """A tf.distribute strategy by name: default, mirrored (local GPUs) or multiworker."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise TrainingError(
+                "--strategy multiworker needs the TF_CONFIG environment variable describing "
+                "the cluster on every worker (see README, 'Training on several machines')."
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise TrainingError(f"unknown strategy {name!r}: use one of {', '.join(STRATEGIES)}.")
+
+
+def _is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
+def _validate_out(out, config, resume):
+    """Refuse to start where an existing run would be overwritten or mixed."""
+    run_file = os.path.join(out, "run.json")
+    if os.path.exists(run_file):
+        with open(run_file) as f:
+            previous = TrainConfig(**json.load(f))
+        if not resume:
+            raise TrainingError(
+                f"{out} already holds a training run; pass --resume to continue it "
+                "or choose another --out."
+            )
+        if previous.model_fields() != config.model_fields():
+            diff = {
+                k: (getattr(previous, k), getattr(config, k))
+                for k in _MODEL_FIELDS if getattr(previous, k) != getattr(config, k)
+            }
+            raise TrainingError(
+                f"{out} holds a different run ({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in diff.items())}); "
+                "resume with the same settings or choose another --out."
+            )
+    elif resume:
+        raise TrainingError(f"nothing to resume: {out} holds no training run (no run.json).")
+    elif os.path.isdir(out) and os.listdir(out):
+        raise TrainingError(
+            f"{out} exists and is not empty; choose a new or empty --out so nothing is overwritten."
+        )
+
+
+class _SampleGrid(keras.callbacks.Callback):
+    """Save G(z) for a fixed z, in inference mode (what the latent search sees), per epoch."""
+
+    def __init__(self, folder, z):
+        super().__init__()
+        self.folder, self.z = folder, z
+
+    def on_epoch_end(self, epoch, logs=None):
+        images = self.model.generator(self.z, training=False).numpy() * 0.5 + 0.5
+        scale = max(1, 64 // images.shape[1])
+        write_image(os.path.join(self.folder, f"epoch_{epoch + 1:03d}.png"), grid(images, scale=scale))
+
+
+class _StopOnNaN(keras.callbacks.Callback):
+    """Stop at the first non-finite loss, before any checkpoint of broken weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed_at = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = {k: v for k, v in (logs or {}).items() if not math.isfinite(float(v))}
+        if bad and self.failed_at is None:
+            self.failed_at = (self.params.get("steps"), batch, bad)
+            self.model.stop_training = True
+
+
+class _Checkpoint(keras.callbacks.Callback):
+    """Write a tf.train checkpoint at the end of every epoch (unless losses went NaN)."""
+
+    def __init__(self, manager, epoch_var, nan_guard):
+        super().__init__()
+        self.manager, self.epoch_var, self.nan_guard = manager, epoch_var, nan_guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.nan_guard.failed_at is None:
+            self.epoch_var.assign(epoch + 1)
+            self.manager.save(checkpoint_number=epoch + 1)
+
+
+def checkpoint_for(gan, epoch_var=None):
+    """The tf.train.Checkpoint of a run: G, D, both optimizers, noise state, epoch."""
+    return tf.train.Checkpoint(
+        gan=gan,
+        noise_state=gan.seed_generator.state,
+        epoch=epoch_var if epoch_var is not None else tf.Variable(0, dtype=tf.int64),
+    )
+
+
+def load_run_config(run_dir):
+    """The TrainConfig saved in `run_dir`/run.json."""
+    path = os.path.join(run_dir, "run.json")
+    if not os.path.isfile(path):
+        raise TrainingError(f"{run_dir} is not a training run (no run.json); train one first.")
+    with open(path) as f:
+        return TrainConfig(**json.load(f))
+
+
+def restore_gan(run_dir):
+    """(gan, config, epoch) from the newest checkpoint of `run_dir`."""
+    config = load_run_config(run_dir)
+    gan = build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if latest is None:
+        raise TrainingError(f"{run_dir} has no checkpoint yet; train at least one epoch.")
+    checkpoint_for(gan, epoch).restore(latest).assert_existing_objects_matched()
+    return gan, config, int(epoch.numpy())
+
+
+def train(config, out, resume=False, verbose="auto"):
+    """Train (or resume) a DCGAN run into `out`; return the trained DCGAN.
+
+    Raises:
+        TrainingError / data.DataError: bad settings, data or run directory;
+            nothing in `out` is overwritten.
+    """
+    data.check_dataset_name(config.dataset)
+    from tf_semantic_inpaint.models import upsampling_plan
+
+    upsampling_plan(config.resolution)  # fail before touching anything
+    if config.channels == 0:
+        config = dataclasses.replace(config, channels=data.dataset_channels(config.dataset))
+    if config.batch_size < 1 or config.epochs < 1 or config.steps_per_epoch < 0:
+        raise TrainingError("--batch-size and --epochs must be positive, --steps-per-epoch >= 0.")
+    _validate_out(out, config, resume)
+    strategy = make_strategy(config.strategy)
+    keras.utils.set_random_seed(config.seed)
+
+    dataset, steps = data.training_dataset(
+        config.dataset, config.resolution, config.batch_size, config.channels,
+        config.data_dir or None, seed=config.seed,
+    )
+    steps = config.steps_per_epoch or steps
+
+    chief = _is_chief(strategy)
+    # Non-chief workers write to a scratch folder (the tf.distribute multi-worker pattern).
+    work = out if chief else os.path.join(out, f".worker-{strategy.cluster_resolver.task_id}")
+    os.makedirs(work, exist_ok=True)
+    if chief:  # on resume too: a longer --epochs is recorded
+        write_bytes_atomic(
+            os.path.join(out, "run.json"), json.dumps(dataclasses.asdict(config), indent=2).encode()
+        )
+
+    with strategy.scope():
+        gan = build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed)
+        epoch_var = tf.Variable(0, dtype=tf.int64)
+        checkpoint = checkpoint_for(gan, epoch_var)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(work, "checkpoints"), max_to_keep=3)
+    if resume and manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    initial_epoch = int(epoch_var.numpy())
+    if initial_epoch >= config.epochs:
+        print(f"{out} already trained {initial_epoch} of {config.epochs} epochs; nothing to do.",
+              file=sys.stderr)
+    else:
+        # On resume, reshuffle with a new seed rather than replaying epoch 1's order.
+        if initial_epoch:
+            dataset, _ = data.training_dataset(
+                config.dataset, config.resolution, config.batch_size, config.channels,
+                config.data_dir or None, seed=config.seed + initial_epoch,
+            )
+        fixed_z = np.random.default_rng(config.seed).uniform(-1, 1, (64, config.z_dim)).astype("float32")
+        nan_guard = _StopOnNaN()
+        callbacks = [
+            nan_guard,
+            _Checkpoint(manager, epoch_var, nan_guard),
+            _SampleGrid(os.path.join(work, "samples"), fixed_z),
+            keras.callbacks.TensorBoard(os.path.join(work, "logs"), write_graph=False),
+        ]
+        gan.fit(
+            dataset.repeat(), epochs=config.epochs, steps_per_epoch=steps,
+            initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False, verbose=verbose,
+        )
+        if nan_guard.failed_at is not None:
+            _, batch, bad = nan_guard.failed_at
+            last = manager.latest_checkpoint or "none"
+            raise TrainingError(
+                f"training diverged: {', '.join(bad)} became non-finite at batch {batch + 1}; "
+                f"the last good checkpoint ({last}) is kept. Resume with --resume, or restart "
+                "with another --seed or a smaller --batch-size."
+            )
+    if chief:
+        save_models(gan, out)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return gan
+
+
+def save_models(gan, out):
+    """Save G and D as generator.keras and discriminator.keras, each atomically."""
+    for model, name in ((gan.generator, "generator"), (gan.discriminator, "discriminator")):
+        final = os.path.join(out, f"{name}.keras")
+        tmp = os.path.join(out, f".tmp-{name}.keras")
+        model.save(tmp)
+        os.replace(tmp, final)
