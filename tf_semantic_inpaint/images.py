@@ -20,12 +20,17 @@ class ImageError(InpaintError):
 
 def read_image(path):
     """The image at `path` as float32 [H, W, C] in [0, 1], C in {1, 3}."""
+    return read_image_with_depth(path)[0]
+
+
+def read_image_with_depth(path):
+    """(image float32 [H, W, C] in [0, 1], bit depth 8 or 16) of the file at `path`."""
     if not os.path.isfile(path):
         raise ImageError(f"image {path!r} does not exist.")
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise ImageError(f"cannot read {path!r} as an image (PNG, JPEG, BMP, TIFF, ...).")
-    return to_float(raw, bgr=True)
+    return to_float(raw, bgr=True), 16 if raw.dtype == np.uint16 else 8
 
 
 def decode_image(data):
