@@ -48,6 +48,8 @@ class DCGAN(keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.d_real_tracker = keras.metrics.Mean(name="d_real")
         self.d_fake_tracker = keras.metrics.Mean(name="d_fake")
+        # G and D build themselves; fit must not try to build the GAN by calling it on data.
+        self.built = True
 
     @property
     def z_dim(self):
