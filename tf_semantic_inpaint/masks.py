@@ -1,0 +1,162 @@
+"""Masks M of known pixels: the paper's four corruption types, mask files, importance weights.
+
+Everywhere in the package a mask M is float32 [H, W, 1] (a batch: [N, H, W, 1]) with
+1 = known pixel and 0 = missing, as in the paper. Mask files follow the OpenCV/editor
+convention instead: white = missing, black = known; read_mask and write_mask translate.
+
+The corruption types of the paper's experiments:
+- center:  a central block, half the height x half the width (25% of the pixels).
+- pattern: random blob-shaped regions, 25% of the pixels (Pathak et al.'s random regions).
+- random:  80% of the pixels, chosen uniformly at random.
+- half:    the left, right, top or bottom half ("half-left" etc. name the missing half).
+
+TensorFlow is imported only inside importance_weights, so clients that just make, read
+or write masks (e.g. a TF Serving REST client) do not pay for it.
+"""
+
+import numbers
+import os
+
+import numpy as np
+import scipy.ndimage
+from tf_semantic_inpaint import images
+from tf_semantic_inpaint.errors import InpaintError
+
+MASK_TYPES = ("center", "pattern", "random", "half")
+HALF_SIDES = ("left", "right", "top", "bottom")
+MASK_KINDS = MASK_TYPES + tuple(f"half-{side}" for side in HALF_SIDES)
+
+PATTERN_MISSING = 0.25  # Pathak et al.'s density for random regions
+# Noise cell of the pattern as a fraction of the shorter side: Pathak et al. upsample uniform
+# noise 1/0.06 = 16.7x for 128-pixel crops, i.e. cells of 0.13 of the image side.
+PATTERN_CELL = 0.13
+RANDOM_MISSING = 0.8  # the paper's random mask
+IMPORTANCE_WINDOW = 7  # the paper's neighbourhood size for the weighted context loss
+
+
+class MaskError(InpaintError):
+    """A mask type, mask file or mask parameter is unusable; the message says what to use."""
+
+
+def make_mask(kind, height, width, seed=None):
+    """The mask M of corruption type `kind` for a height x width image.
+
+    Args:
+        kind: one of MASK_KINDS: "center", "pattern", "random", "half", or
+            "half-left", "half-right", "half-top", "half-bottom" (the missing half).
+        height, width: image size in pixels, any positive integers.
+        seed: int (or None for fresh randomness); the same seed gives the same mask.
+
+    Returns:
+        float32 [height, width, 1], 1 = known, 0 = missing. For odd sizes the center
+        block is floor(H/2) x floor(W/2) with its top-left corner at floor((H - h)/2),
+        floor((W - w)/2); a missing half is floor(H/2) rows or floor(W/2) columns.
+        pattern misses exactly round(0.25 HW) pixels, random exactly round(0.8 HW).
+    """
+    if kind not in MASK_KINDS:
+        raise MaskError(f"unknown mask type {kind!r}; use one of {', '.join(MASK_KINDS)}.")
+    if not all(isinstance(n, numbers.Integral) and n >= 1 for n in (height, width)):
+        raise MaskError(f"mask size must be positive integers, got {height}x{width}.")
+    rng = np.random.default_rng(seed)
+    pixels = height * width
+    missing = np.zeros((height, width), bool)
+    if kind == "center":
+        h, w = height // 2, width // 2
+        top, left = (height - h) // 2, (width - w) // 2
+        missing[top : top + h, left : left + w] = True
+    elif kind == "pattern":
+        missing = _lowest(_blob_field(height, width, rng), round(PATTERN_MISSING * pixels))
+    elif kind == "random":
+        missing.flat[rng.permutation(pixels)[: round(RANDOM_MISSING * pixels)]] = True
+    else:
+        side = kind[len("half-") :] if kind != "half" else HALF_SIDES[rng.integers(4)]
+        h, w = height // 2, width // 2
+        region = {
+            "left": (slice(None), slice(0, w)),
+            "right": (slice(None), slice(width - w, None)),
+            "top": (slice(0, h), slice(None)),
+            "bottom": (slice(height - h, None), slice(None)),
+        }[side]
+        missing[region] = True
+    return (~missing).astype(np.float32)[..., np.newaxis]
+
+
+def _blob_field(height, width, rng):
+    """Smooth random field float64 [height, width]: uniform noise upsampled by a cubic spline.
+
+    One noise sample per PATTERN_CELL * min(H, W) pixels, so blobs look alike at every size.
+    """
+    cell = PATTERN_CELL * min(height, width)
+    # Two spare cells on each side keep the spline's edge handling out of the image.
+    noise = rng.random((int(np.ceil(height / cell)) + 4, int(np.ceil(width / cell)) + 4))
+    rows = 2.0 + np.arange(height) / cell
+    cols = 2.0 + np.arange(width) / cell
+    grid = np.meshgrid(rows, cols, indexing="ij")
+    return scipy.ndimage.map_coordinates(noise, grid, order=3, mode="nearest")
+
+
+def _lowest(field, count):
+    """bool [H, W], True at the `count` smallest values of `field`: an exact missing fraction."""
+    chosen = np.zeros(field.size, bool)
+    if count > 0:
+        chosen[np.argpartition(field.ravel(), count - 1)[:count]] = True
+    return chosen.reshape(field.shape)
+
+
+def missing_fraction(mask):
+    """The fraction of missing pixels (M == 0) of a mask of any shape, a float in [0, 1]."""
+    return float(np.mean(np.asarray(mask) == 0))
+
+
+def read_mask(path):
+    """The mask file at `path` as M, float32 [H, W, 1], 1 = known, 0 = missing.
+
+    In the file white = missing: pixels at or above half the range (>= 128 of 255 at
+    8 bits, >= 32768 of 65535 at 16 bits) are missing. Colour files are reduced to
+    luminance first, so a pure red stroke (luminance 0.30) counts as known.
+    """
+    grey = images.to_channels(images.read_image(path), 1)
+    return (grey < 0.5).astype(np.float32)
+
+
+def write_mask(path, mask, overwrite=True):
+    """Write M (float [H, W, 1] or [H, W], 1 = known) to `path` as an 8-bit grey PNG.
+
+    Missing pixels (M == 0) become white 255, known ones black 0; atomic. With
+    overwrite=False an existing file is an error and is left untouched.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(f"a mask is [H, W, 1] or [H, W], got shape {mask.shape}.")
+    if os.path.splitext(str(path))[1].lower() != ".png":
+        raise MaskError(f"masks are written as PNG (lossless); name {str(path)!r} *.png.")
+    missing = (mask == 0).astype(np.float32)[..., np.newaxis]
+    images.write_image(path, missing, bit_depth=8, overwrite=overwrite)
+
+
+def importance_weights(masks, window=IMPORTANCE_WINDOW):
+    """The paper's importance weights W of the importance-weighted context loss.
+
+    W_i = mean over the window x window neighbourhood N(i) of (1 - M_j) if M_i != 0,
+    else 0: known pixels next to the hole weigh most, hole pixels nothing. At the image
+    border N(i) holds only the neighbours inside the image (avg_pool2d with SAME padding
+    averages over those). Works inside a tf.function with unknown batch, H and W.
+
+    Args:
+        masks: float [N, H, W, 1] tensor or array, 1 = known, 0 = missing.
+        window: odd integer >= 1, the side of N(i) (the paper uses 7).
+
+    Returns:
+        float32 tensor [N, H, W, 1] in [0, 1].
+    """
+    odd = isinstance(window, numbers.Integral) and not isinstance(window, bool) and window % 2 == 1
+    if not odd or window < 1:
+        raise MaskError(f"the importance window must be an odd integer >= 1 (the paper uses 7), "
+                        f"got {window!r}.")
+    import tensorflow as tf
+
+    masks = tf.cast(masks, tf.float32)
+    hole_share = tf.nn.avg_pool2d(1.0 - masks, ksize=window, strides=1, padding="SAME")
+    return tf.where(tf.not_equal(masks, 0.0), hole_share, tf.zeros_like(hole_share))
