@@ -273,11 +273,26 @@ def list_folder_images(folder, split="all"):
     return chosen
 
 
-def _decode_file(path):
-    image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False)
-    if image.dtype == tf.uint16:
-        return tf.cast(image, tf.float32) / 65535.0
-    return image
+def _decode_file(path, channels):
+    """An image file -> float32 [h, w, channels] in [0, 1] (8- or 16-bit; alpha dropped)."""
+    return tf.io.decode_image(
+        tf.io.read_file(path), channels=channels, dtype=tf.float32, expand_animations=False
+    )
+
+
+def _first_readable(paths, load, tries=10):
+    """Decode eagerly until one file works, so a folder nothing can be read from fails now."""
+    errors = []
+    for path in paths[:tries]:
+        try:
+            load(path)
+            return
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+            errors.append(f"{path}: {error.message.splitlines()[0]}")
+    raise DataError(
+        f"cannot decode the images in the folder ({'; '.join(errors[:2])}); "
+        "use PNG, JPEG, BMP or GIF files."
+    )
 
 
 # --- Public pipelines -----------------------------------------------------------
@@ -302,18 +317,17 @@ def load_images(dataset, split, resolution, channels=None, data_dir=None):
     convert = lambda image: to_model_range(image, resolution, channels)  # noqa: E731
     if is_folder(dataset):
         paths = list_folder_images(dataset, split)
-        ds = tf.data.Dataset.from_tensor_slices(paths).map(
-            lambda p: convert(_decode_file(p)), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        load = lambda p: convert(_decode_file(p, channels))  # noqa: E731
+        _first_readable(paths, load)
+        ds = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
         # A file that cannot be decoded is skipped with a warning rather than ending training.
         return ds.ignore_errors(log_warning=True), len(paths)
     spec = DATASETS[dataset]
     if split not in spec.splits:
         raise DataError(f"{dataset} has splits {', '.join(spec.splits)}, not {split!r}.")
     builder = _prepared_builder(dataset, data_dir)
-    tfds_split = spec.splits[split]
-    count = builder.info.splits[tfds_split].num_examples
-    ds = builder.as_dataset(split=tfds_split, shuffle_files=False)
+    ds = builder.as_dataset(split=spec.splits[split], shuffle_files=False)
+    count = int(ds.cardinality())  # tfds datasets know their size
     ds = ds.map(lambda ex: convert(_crop(ex, spec.crop)), num_parallel_calls=tf.data.AUTOTUNE)
     return ds, count
 
