@@ -15,17 +15,29 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def tiny_models():
-    """An untrained (G, D) pair at 28x28x1 with 8 base channels, seeded."""
-    import keras
+def tiny_models(fashion_mnist_train_images):
+    """A (G, D) pair at 28x28x1, 8 base channels, trained for 300 steps on real Fashion-MNIST.
 
-    from tf_semantic_inpaint.models import Discriminator, Generator
+    Briefly trained rather than fresh: an untrained G in inference mode is nearly
+    constant in z, which would make every search test vacuous.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tf_semantic_inpaint.gan import build_gan
 
     keras.utils.set_random_seed(1)
-    return (
-        Generator(TINY["resolution"], TINY["channels"], width=TINY["width"]),
-        Discriminator(TINY["resolution"], TINY["channels"], width=TINY["width"]),
-    )
+    gan = build_gan(TINY["resolution"], TINY["channels"], width=TINY["width"], seed=1)
+    images = fashion_mnist_train_images[:9600] * 2.0 - 1.0
+    data = tf.data.Dataset.from_tensor_slices(images).shuffle(9600, seed=1).batch(32).repeat()
+    gan.fit(data, epochs=1, steps_per_epoch=300, verbose=0)
+    return gan.generator, gan.discriminator
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_train_images():
+    """The real Fashion-MNIST training images, float32 [60000, 28, 28, 1] in [0, 1]."""
+    return _debian_images("train")
 
 
 @pytest.fixture(scope="session")
@@ -47,9 +59,13 @@ def tiny_export(tiny_models, tmp_path_factory):
 @pytest.fixture(scope="session")
 def fashion_mnist_test_images():
     """The first 16 real Fashion-MNIST test images, float32 [16, 28, 28, 1] in [0, 1]."""
+    return _debian_images("t10k")[:16]
+
+
+def _debian_images(prefix):
     from tf_semantic_inpaint.data import DEBIAN_FASHION_MNIST, read_idx
 
-    path = DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz"
+    path = DEBIAN_FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz"
     if not path.is_file():
         pytest.fail("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist (.ci/run does)")
-    return read_idx(path)[:16, :, :, np.newaxis].astype(np.float32) / 255.0
+    return read_idx(path)[..., np.newaxis].astype(np.float32) / 255.0

@@ -139,7 +139,11 @@ class LatentSearch:
             step,
             (tf.constant(0), z, m, v, t, history),
         )
-        return (z, m, v, t), history.stack()
+        # Stacking an empty TensorArray fails; zero iterations give an empty history.
+        history = tf.cond(
+            iterations > 0, history.stack, lambda: tf.zeros([0, tf.shape(z)[0]], tf.float32)
+        )
+        return (z, m, v, t), history
 
     def select_best(self, z, images, weights, lam, restarts):
         """Keep, per image, the restart with the lowest final L_c + L_p.

@@ -1,0 +1,137 @@
+"""Training runs: checkpoints every epoch, exact resume, sample grids, refusals, NaN stop."""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_semantic_inpaint import train as training
+from tf_semantic_inpaint.gan import build_gan
+from tf_semantic_inpaint.images import read_image
+
+TINY_RUN = training.TrainConfig(
+    dataset="fashion_mnist", resolution=28, width=8, batch_size=16, epochs=2, steps_per_epoch=3, seed=3
+)
+
+
+def _weights(gan):
+    models = (gan.generator, gan.discriminator)
+    return [w.numpy() for m in models for w in m.weights] + [
+        v.numpy() for opt in (gan.g_optimizer, gan.d_optimizer) for v in opt.variables
+    ]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("runs") / "tiny")
+    gan = training.train(TINY_RUN, out, verbose=0)
+    return out, gan
+
+
+def test_run_directory_has_checkpoints_samples_logs_and_models(run):
+    out, _ = run
+    assert sorted(os.listdir(out)) == [
+        "checkpoints", "discriminator.keras", "generator.keras", "logs", "run.json", "samples"
+    ]
+    assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith("ckpt-2")
+    samples = sorted(os.listdir(os.path.join(out, "samples")))
+    assert samples == ["epoch_001.png", "epoch_002.png"]
+    grid = read_image(os.path.join(out, "samples", "epoch_002.png"))
+    assert grid.shape[0] > 8 * 28 and grid.std() > 0.01  # an 8x8 grid of non-blank samples
+    assert any(f.startswith("events.out.tfevents") for _, _, fs in os.walk(os.path.join(out, "logs")) for f in fs)
+
+
+def test_checkpoint_restores_identical_weights_and_optimizer_state(run):
+    """The Keras 3 list-of-layers trap would restore random weights here."""
+    out, gan = run
+    restored, config, epoch = training.restore_gan(out)
+    assert epoch == 2 and config.width == 8
+    for a, b in zip(_weights(gan), _weights(restored)):
+        np.testing.assert_array_equal(a, b)
+    assert int(restored.g_optimizer.iterations.numpy()) == 6
+
+
+def test_final_keras_files_equal_the_trained_models(run):
+    out, gan = run
+    g = keras.saving.load_model(os.path.join(out, "generator.keras"))
+    z = np.random.default_rng(0).uniform(-1, 1, (4, 100)).astype("float32")
+    np.testing.assert_array_equal(g(z).numpy(), gan.generator(z).numpy())
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
+    """Stop after epoch 1 (as an interrupt would), resume to 2: same state as epoch 1 + one more."""
+    out = str(tmp_path / "run")
+    config = dataclasses.replace(TINY_RUN, epochs=1)
+    first = training.train(config, out, verbose=0)
+    after_one = _weights(first)
+    resumed = training.train(dataclasses.replace(config, epochs=2), out, resume=True, verbose=0)
+    assert int(resumed.g_optimizer.iterations.numpy()) == 6  # 3 steps restored + 3 new
+    checkpoints = tf.train.get_checkpoint_state(os.path.join(out, "checkpoints")).all_model_checkpoint_paths
+    assert [os.path.basename(p) for p in checkpoints] == ["ckpt-1", "ckpt-2"]
+    # The resumed run started from epoch 1's weights, not from scratch.
+    gan = build_gan(28, 1, width=8, seed=3)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    training.checkpoint_for(gan, epoch).restore(checkpoints[0]).assert_existing_objects_matched()
+    for a, b in zip(after_one, _weights(gan)):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(os.listdir(os.path.join(out, "samples"))) == ["epoch_001.png", "epoch_002.png"]
+
+
+def _snapshot(folder):
+    return {
+        os.path.join(root, f): os.path.getmtime(os.path.join(root, f))
+        for root, _, files in os.walk(folder) for f in files
+    }
+
+
+def test_out_holding_a_run_is_refused_without_resume(run):
+    out, _ = run
+    before = _snapshot(out)
+    with pytest.raises(training.TrainingError, match="--resume"):
+        training.train(TINY_RUN, out, verbose=0)
+    assert _snapshot(out) == before
+
+
+def test_resume_with_a_different_model_is_refused(run):
+    out, _ = run
+    before = _snapshot(out)
+    with pytest.raises(training.TrainingError, match="width: 8 there, 16 here"):
+        training.train(dataclasses.replace(TINY_RUN, width=16), out, resume=True, verbose=0)
+    assert _snapshot(out) == before
+
+
+def test_nothing_to_resume_and_non_empty_out(tmp_path):
+    with pytest.raises(training.TrainingError, match="nothing to resume"):
+        training.train(TINY_RUN, str(tmp_path / "new"), resume=True, verbose=0)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(training.TrainingError, match="not empty"):
+        training.train(TINY_RUN, str(tmp_path / "busy"), verbose=0)
+    assert os.listdir(tmp_path / "busy") == ["notes.txt"]
+
+
+def test_bad_resolution_fails_before_touching_out(tmp_path):
+    with pytest.raises(ValueError, match="4, 5, 6 or 7 times a power of two"):
+        training.train(dataclasses.replace(TINY_RUN, resolution=30), str(tmp_path / "r"), verbose=0)
+    assert not os.path.exists(tmp_path / "r")
+
+
+def test_nan_losses_stop_training_and_keep_the_last_good_checkpoint(tmp_path):
+    """Non-finite data makes the losses NaN at the first step of epoch 2."""
+    gan = build_gan(28, 1, width=8, seed=0)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    manager = tf.train.CheckpointManager(training.checkpoint_for(gan, epoch), str(tmp_path), max_to_keep=3)
+    good = np.zeros((8, 28, 28, 1), np.float32)
+    bad = np.full((8, 28, 28, 1), np.nan, np.float32)
+    data = tf.data.Dataset.from_tensor_slices(np.stack([good, good, bad, bad]))
+    guard = training._StopOnNaN()
+    gan.fit(data, epochs=2, steps_per_epoch=2, verbose=0,
+            callbacks=[guard, training._Checkpoint(manager, epoch, guard)])
+    assert guard.failed_at is not None and guard.failed_at[1] == 0  # first batch of epoch 2
+    assert [os.path.basename(p) for p in manager.checkpoints] == ["ckpt-1"]
+    restored = build_gan(28, 1, width=8, seed=0)
+    training.checkpoint_for(restored).restore(manager.latest_checkpoint)
+    assert all(np.all(np.isfinite(w.numpy())) for w in restored.generator.weights)
