@@ -16,6 +16,29 @@ from tf_semantic_inpaint.errors import InpaintError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _import_tensorflow_quietly():
+    """Import TensorFlow with C-level stderr silenced.
+
+    On machines without a GPU the CUDA stub prints "Could not find cuda drivers"
+    before logging is configured; it is noise for a CLI user. Python errors still
+    surface: only the file descriptor is redirected, and only during the import.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TFINPAINT_VERBOSE_IMPORT"):
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()  # the CUDA probe also prints; do it now
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 def _user_errors(command):
     """Turn InpaintError into a one-line `Error: ...` and exit status 1."""
 
@@ -64,6 +87,7 @@ def prepare(dataset, data_dir):
     celeb_a, svhn_cropped and cars196 need the network or their original files in
     DATA_DIR/downloads/manual/.
     """
+    _import_tensorflow_quietly()
     from tf_semantic_inpaint import data
 
     builder = data.prepare(dataset, data_dir)
@@ -102,6 +126,7 @@ def train(ctx, out, resume, **options):
 
         tfinpaint train --dataset fashion_mnist --epochs 20 --out runs/fmnist
     """
+    _import_tensorflow_quietly()
     import dataclasses
 
     from tf_semantic_inpaint import train as training
@@ -121,6 +146,154 @@ def train(ctx, out, resume, **options):
     training.train(config, out, resume=resume)
     click.echo(f"Trained {config.epochs} epochs; G and D saved in {out}. "
                f"Next: tfinpaint export {out} --out saved_models/NAME")
+
+
+@main.command()
+@click.option("--type", "kind", default="center", show_default=True,
+              help="center, pattern, random, half, or half-left/right/top/bottom.")
+@click.option("--size", required=True, help="HEIGHTxWIDTH, e.g. 28x28.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Output PNG.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@_user_errors
+def masks(kind, size, seed, out, force):
+    """Write one of the paper's masks as a PNG (white = missing)."""
+    from tf_semantic_inpaint import masks as masking
+
+    height, width = _size(size)
+    mask = masking.make_mask(kind, height, width, seed)
+    masking.write_mask(out, mask, overwrite=force)
+    click.echo(f"{out}: {kind} mask, {width}x{height}, "
+               f"{100 * masking.missing_fraction(mask):.1f}% missing.")
+
+
+def _search_settings(defaults, iterations, restarts, lam, learning_rate, seed):
+    """The model's search defaults with the options given on the command line.
+
+    defaults=None (a model behind a server): None when no option is given, so the
+    server's baked-in defaults apply, else SearchSettings() with the options.
+    """
+    import dataclasses
+
+    from tf_semantic_inpaint.search import SearchSettings
+
+    given = dict(iterations=iterations, restarts=restarts, lam=lam,
+                 learning_rate=learning_rate, seed=seed)
+    given = {k: v for k, v in given.items() if v is not None}
+    if defaults is None and not given:
+        return None
+    return dataclasses.replace(defaults or SearchSettings(), **given)
+
+
+@main.command()
+@click.argument("image", type=click.Path(exists=True))
+@click.argument("mask", required=False, type=click.Path(exists=True))
+@click.option("-o", "--out", type=click.Path(), default=None,
+              help="Output file (a folder in batch mode) [default: IMAGE_inpainted.png].")
+@click.option("--model", default=None, help="SavedModel or TF Serving model base [default: shipped].")
+@click.option("--mask-type", default=None,
+              help="Use one of the paper's masks instead of a MASK file: center, pattern, random, half[-left|-right|-top|-bottom].")
+@click.option("--mask-seed", type=int, default=0, show_default=True, help="Seed of --mask-type.")
+@click.option("--iterations", type=int, default=None, help="Adam steps [default: the model's].")
+@click.option("--restarts", type=int, default=None, help="Random restarts per image [default: the model's].")
+@click.option("--lam", type=float, default=None, help="λ, weight of the prior loss [default: the model's].")
+@click.option("--lr", "learning_rate", type=float, default=None, help="Adam learning rate on z.")
+@click.option("--seed", type=int, default=None, help="Seed of the restarts' z [default: the model's].")
+@click.option("--no-blend", is_flag=True, help="Skip Poisson blending: paste G(z*) into the hole.")
+@click.option("--compare", type=click.Path(dir_okay=False), default=None,
+              help="Also write input | masked | G(z*) | result side by side to this PNG.")
+@click.option("--resize-mask", is_flag=True, help="Stretch a mask of another size to the image.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--server", default=None, help="TF Serving REST URL, e.g. http://localhost:8501.")
+@click.option("--model-name", default=None, help="Model name on the --server.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="REST timeout in seconds.")
+@_user_errors
+def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, resize_mask, force,
+            server, model_name, timeout, **search_options):
+    """Fill the missing region of IMAGE (white in MASK) with a semantic completion.
+
+    IMAGE may be a folder: every image in it is inpainted (MASK then is one mask
+    file for all, or a folder of masks with the same file names) and -o names
+    the output folder. Examples:
+
+        tfinpaint inpaint shirt.png hole.png -o shirt_done.png
+
+        tfinpaint inpaint shirt.png --mask-type center --compare figure.png
+
+        tfinpaint inpaint shirt.png hole.png --server http://localhost:8501 --model-name fashion_mnist
+    """
+    _import_tensorflow_quietly()
+    from tf_semantic_inpaint import inpaint as inpainting
+
+    if (mask is None) == (mask_type is None):
+        raise click.UsageError("give either a MASK file or --mask-type, not both or neither.")
+    if server and not model_name:
+        raise click.UsageError("--server needs --model-name (the name TF Serving serves it under).")
+    if server and model:
+        raise click.UsageError("--model is local; with --server the model is --model-name.")
+    written = inpainting.inpaint_files(
+        image, mask, out, model=model, mask_type=mask_type, mask_seed=mask_seed,
+        blend=not no_blend, compare=compare, resize_mask=resize_mask, force=force,
+        server=server, model_name=model_name, timeout=timeout,
+        settings=lambda defaults: _search_settings(defaults, **search_options),
+    )
+    for path in written:
+        click.echo(path)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="TF Serving model base, e.g. saved_models/fashion_mnist.")
+@click.option("--version", "version", type=int, default=None,
+              help="Integer version [default: one more than the newest].")
+@click.option("--force", is_flag=True, help="Replace an existing version.")
+@click.option("--iterations", type=int, default=None, help="Search default baked into `inpaint`.")
+@click.option("--restarts", type=int, default=None)
+@click.option("--lam", type=float, default=None)
+@click.option("--lr", "learning_rate", type=float, default=None)
+@click.option("--seed", type=int, default=None)
+@_user_errors
+def export(run_dir, out, version, force, **search_options):
+    """Export a training run as ONE SavedModel (G, D, latent search) for TF Serving.
+
+    Writes OUT/<version>/ (saved_model.pb, variables/, model_card.json), atomically.
+    """
+    _import_tensorflow_quietly()
+    from tf_semantic_inpaint import export as exporting
+    from tf_semantic_inpaint.search import SearchSettings
+
+    path = exporting.export(run_dir, out, version=version, force=force,
+                            settings=_search_settings(SearchSettings(), **search_options))
+    click.echo(f"Exported {path}. Serve it with: tfinpaint serve {out}")
+
+
+@main.command()
+@click.argument("model_base", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; the default accepts local clients only.")
+@click.option("--port", type=int, default=8501, show_default=True, help="TF Serving's REST port.")
+@click.option("--max-body-mb", type=float, default=32.0, show_default=True,
+              help="Refuse larger requests with HTTP 413.")
+@click.option("--quiet", is_flag=True, help="No log line per request.")
+@_user_errors
+def serve(model_base, host, port, max_body_mb, quiet):
+    """Serve MODEL_BASE over TF Serving's REST API, for development without Docker.
+
+    Production serving is TensorFlow Serving itself, on the same model base:
+
+    \b
+      docker run -p 8501:8501 \\
+        --mount type=bind,source=$PWD/saved_models/fashion_mnist,target=/models/fashion_mnist \\
+        -e MODEL_NAME=fashion_mnist -t tensorflow/serving
+
+    Both answer GET /v1/models/NAME[/metadata] and POST /v1/models/NAME:predict, e.g.
+    `tfinpaint inpaint img.png mask.png --server http://127.0.0.1:8501 --model-name NAME`.
+    """
+    _import_tensorflow_quietly()
+    from tf_semantic_inpaint import serving
+
+    serving.serve(model_base, host=host, port=port, max_body_bytes=int(max_body_mb * 2**20), quiet=quiet)
 
 
 if __name__ == "__main__":

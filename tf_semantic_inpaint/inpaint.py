@@ -265,3 +265,122 @@ def inpaint(image, mask, model=None, settings=None, blend=True, progress=None, r
     Returns an InpaintResult; `.output` is the completed image [H, W, C] in [0, 1].
     """
     return inpaint_batch([image], [mask], model, settings, blend, progress, resize_mask)[0]
+
+
+# --- Files -----------------------------------------------------------------------
+
+FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _plan(image, mask, out, compare):
+    """[(image path, mask path or None, output path, compare path or None)] of a job."""
+    if not os.path.isdir(image):
+        stem = os.path.splitext(image)[0]
+        return [(image, mask, out or f"{stem}_inpainted.png", compare)]
+    if not out:
+        raise InpaintError("IMAGE is a folder: name an output folder with -o.")
+    names = sorted(f for f in os.listdir(image) if f.lower().endswith(FILE_SUFFIXES))
+    if not names:
+        raise InpaintError(f"folder {image} holds no images ({', '.join(FILE_SUFFIXES)}).")
+    plan = []
+    for name in names:
+        mask_path = mask
+        if mask is not None and os.path.isdir(mask):
+            mask_path = os.path.join(mask, name)
+            if not os.path.isfile(mask_path):
+                raise InpaintError(f"no mask for {name}: expected {mask_path} (same file name).")
+        stem = os.path.splitext(name)[0]
+        plan.append((os.path.join(image, name), mask_path, os.path.join(out, f"{stem}.png"),
+                     os.path.join(compare, f"{stem}.png") if compare else None))
+    return plan
+
+
+def _check_outputs(plan, force):
+    """Refuse to clobber inputs ever, or existing outputs without force."""
+    inputs = {os.path.abspath(p) for job in plan for p in job[:2] if p}
+    for job in plan:
+        for target in job[2:]:
+            if target is None:
+                continue
+            if os.path.abspath(target) in inputs:
+                raise InpaintError(f"output {target} is one of the inputs; choose another -o.")
+            if os.path.exists(target) and not force:
+                raise InpaintError(f"{target} exists; pass --force to overwrite it or choose another -o.")
+
+
+def comparison(result, original):
+    """input | masked | G(z*) | output side by side, float [h, 4w + pad, C], enlarged if small."""
+    from tf_semantic_inpaint.images import grid
+
+    panels = np.stack([original, result.masked, result.generated, result.output])
+    return grid(panels, columns=4, scale=max(1, 128 // max(original.shape[:2])))
+
+
+def inpaint_files(image, mask, out=None, model=None, mask_type=None, mask_seed=0, blend=True,
+                  compare=None, resize_mask=False, force=False, server=None, model_name=None,
+                  timeout=60.0, settings=None, batch_size=16, progress=True):
+    """Inpaint image files (one file, or every image in a folder); return written paths.
+
+    Every input is read and checked before the search starts, and nothing is
+    written unless all of it succeeds; each file is written atomically at the
+    input's bit depth (16-bit PNGs stay 16-bit), so known pixels are unchanged.
+
+    Args:
+        image: an image file or a folder of images.
+        mask: a mask file (white = missing), a folder of masks named like the
+            images, or None with `mask_type`.
+        out: output file (single image) or folder (batch).
+        settings: SearchSettings, or a callable(model defaults) -> SearchSettings.
+    """
+    from tf_semantic_inpaint import masks as masking
+    from tf_semantic_inpaint.images import read_image_with_depth, write_image
+
+    plan = _plan(image, mask, out, compare)
+    _check_outputs(plan, force)
+    loaded = []
+    for image_path, mask_path, _, _ in plan:
+        pixels, depth = read_image_with_depth(image_path)
+        if mask_path is not None:
+            m = masking.read_mask(mask_path)
+        else:
+            m = masking.make_mask(mask_type, pixels.shape[0], pixels.shape[1], mask_seed)
+        loaded.append((pixels, check_pair(pixels, m, resize_mask, image_path, mask_path or "mask"), depth))
+
+    if server:
+        from tf_semantic_inpaint.serving import RestModel
+
+        model = RestModel(server, model_name, timeout=timeout)
+    elif not isinstance(model, LocalModel):
+        model = LocalModel(model)
+    if callable(settings):
+        # Behind a server the baked-in defaults are not visible: None lets the server use them.
+        settings = settings(None if server else model.defaults)
+    if not server:
+        settings = settings or model.defaults
+
+    bar = None
+    if progress and settings is not None:
+        from tqdm import tqdm
+
+        groups = -(-len(loaded) // batch_size)
+        bar = tqdm(total=settings.iterations * groups, unit="step", desc="latent search",
+                   disable=None, leave=False)
+    results = []
+    for start in range(0, len(loaded), batch_size):
+        group = loaded[start:start + batch_size]
+        base = bar.n if bar else 0
+        report = (lambda done, total: bar.update(base + done - bar.n)) if bar else None
+        results += inpaint_batch([g[0] for g in group], [g[1] for g in group], model, settings,
+                                 blend=blend, progress=report)
+    if bar:
+        bar.close()
+
+    written = []
+    for (image_path, _, out_path, compare_path), (pixels, _, depth), result in zip(plan, loaded, results):
+        png = out_path.lower().endswith(".png")
+        write_image(out_path, result.output, bit_depth=depth if png else 8)
+        written.append(out_path)
+        if compare_path:
+            write_image(compare_path, comparison(result, pixels))
+            written.append(compare_path)
+    return written
