@@ -93,7 +93,7 @@ def test_mask_with_every_pixel_missing_is_refused(model):
 
 def test_mask_size_must_match_unless_resized(model):
     image = np.zeros((40, 30, 1), np.float32)
-    with pytest.raises(InpaintError, match=r"mask is 28x28 but image is 30x40.*--resize-mask"):
+    with pytest.raises(InpaintError, match=r"the mask is 28x28 but the image is 30x40.*--resize-mask"):
         inpainting.inpaint(image, make_mask("center", 28, 28), model, FAST)
     result = inpainting.inpaint(image, make_mask("center", 28, 28), model, FAST, resize_mask=True)
     assert result.output.shape == (40, 30, 1)

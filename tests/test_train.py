@@ -114,7 +114,7 @@ def test_nothing_to_resume_and_non_empty_out(tmp_path):
 
 
 def test_bad_resolution_fails_before_touching_out(tmp_path):
-    with pytest.raises(ValueError, match="4, 5, 6 or 7 times a power of two"):
+    with pytest.raises(training.TrainingError, match="4, 5, 6 or 7 times a power of two"):
         training.train(dataclasses.replace(TINY_RUN, resolution=30), str(tmp_path / "r"), verbose=0)
     assert not os.path.exists(tmp_path / "r")
 

@@ -168,13 +168,15 @@ class InpaintResult:
     prior_loss: float
 
 
-def check_pair(image, mask, resize_mask=False, name="image", mask_name="mask"):
+def check_pair(image, mask, resize_mask=False, name=None, mask_name=None):
     """Validate one image/mask pair; return the mask as float32 [H, W, 1] in {0, 1}.
 
     Raises InpaintError when sizes differ (unless resize_mask) or every pixel is missing.
     """
     image = np.asarray(image)
     mask = np.asarray(mask, np.float32)
+    name = f"image {name}" if name else "the image"
+    mask_name = f"mask {mask_name}" if mask_name else "the mask"
     if image.ndim != 3 or image.shape[-1] not in (1, 3):
         raise InpaintError(f"{name} must be [H, W, 1 or 3], got shape {image.shape}.")
     if mask.ndim == 2:
@@ -344,7 +346,7 @@ def inpaint_files(image, mask, out=None, model=None, mask_type=None, mask_seed=0
             m = masking.read_mask(mask_path)
         else:
             m = masking.make_mask(mask_type, pixels.shape[0], pixels.shape[1], mask_seed)
-        loaded.append((pixels, check_pair(pixels, m, resize_mask, image_path, mask_path or "mask"), depth))
+        loaded.append((pixels, check_pair(pixels, m, resize_mask, image_path, mask_path), depth))
 
     if server:
         from tf_semantic_inpaint.serving import RestModel

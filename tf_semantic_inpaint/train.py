@@ -191,7 +191,10 @@ def train(config, out, resume=False, verbose="auto"):
     data.check_dataset_name(config.dataset)
     from tf_semantic_inpaint.models import upsampling_plan
 
-    upsampling_plan(config.resolution)  # fail before touching anything
+    try:
+        upsampling_plan(config.resolution)  # fail before touching anything
+    except ValueError as error:
+        raise TrainingError(f"--resolution: {error}") from None
     if config.channels == 0:
         config = dataclasses.replace(config, channels=data.dataset_channels(config.dataset))
     if config.batch_size < 1 or config.epochs < 1 or config.steps_per_epoch < 0:

@@ -1,0 +1,189 @@
+"""`tfinpaint` end to end: train -> export -> inpaint -> serve, and its refusals."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tf_semantic_inpaint.cli import main
+from tf_semantic_inpaint.masks import make_mask, read_mask, write_mask
+
+FAST = ["--iterations", "20", "--restarts", "2"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_answers_without_importing_tensorflow():
+    code = (
+        "import sys\n"
+        "from tf_semantic_inpaint.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+        "assert 'keras' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "train" in result.stdout and "inpaint" in result.stdout and "export" in result.stdout
+
+
+def test_masks_command(tmp_path):
+    out = tmp_path / "m.png"
+    result = invoke("masks", "--type", "random", "--size", "28x32", "--seed", "3", "-o", out)
+    assert result.exit_code == 0, result.output
+    mask = read_mask(str(out))
+    assert mask.shape == (28, 32, 1)
+    assert abs((mask == 0).mean() - 0.8) < 0.01
+    assert invoke("masks", "--size", "28x28", "-o", out).exit_code == 1  # exists, no --force
+    assert invoke("masks", "--type", "moon", "--size", "28x28", "-o", tmp_path / "x.png").exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["--resolution", "30"], "4, 5, 6 or 7 times a power of two"),
+        (["--dataset", "/no/such/folder"], "does not exist"),
+    ],
+)
+def test_train_refuses_bad_input_with_one_line(tmp_path, args, message):
+    result = invoke("train", *args, "--out", tmp_path / "run")
+    assert result.exit_code == 1
+    assert message in result.output and result.output.startswith("Error:")
+    assert "Traceback" not in result.output
+    assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """`tfinpaint train` (1 epoch, then --resume to 2) and `tfinpaint export` of a tiny model."""
+    root = tmp_path_factory.mktemp("cli")
+    run = root / "run"
+    common = ["--width", "8", "--batch-size", "16", "--steps-per-epoch", "3"]
+    first = invoke("train", *common, "--epochs", "1", "--out", run)
+    assert first.exit_code == 0, first.output
+    resumed = invoke("train", "--epochs", "2", "--resume", "--out", run)  # settings from run.json
+    assert resumed.exit_code == 0, resumed.output
+    result = invoke("export", run, "--out", root / "models" / "tiny", *FAST)
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_train_resume_and_export_write_what_they_say(cli_run):
+    run = cli_run / "run"
+    assert sorted(os.listdir(run / "samples")) == ["epoch_001.png", "epoch_002.png"]
+    assert (cli_run / "models" / "tiny" / "1" / "saved_model.pb").is_file()
+    again = invoke("train", "--width", "16", "--resume", "--out", run)
+    assert again.exit_code == 1 and "holds a different run" in again.output
+
+
+def _real_image(tmp_path, fashion_mnist_test_images, index=0, size=None):
+    image = (fashion_mnist_test_images[index, ..., 0] * 255).astype(np.uint8)
+    if size:
+        image = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+    path = tmp_path / f"img{index}.png"
+    cv2.imwrite(str(path), image)
+    return path, image
+
+
+def test_inpaint_end_to_end_on_a_real_test_image(cli_run, tmp_path, fashion_mnist_test_images):
+    image_path, image = _real_image(tmp_path, fashion_mnist_test_images, 0, size=(56, 42))
+    mask_path = tmp_path / "hole.png"
+    write_mask(str(mask_path), make_mask("center", 42, 56))
+    out = tmp_path / "out.png"
+    result = invoke("inpaint", image_path, mask_path, "-o", out, "--model", cli_run / "models" / "tiny",
+                    "--compare", tmp_path / "cmp.png", *FAST)
+    assert result.exit_code == 0, result.output
+    written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert written.shape == image.shape
+    known = make_mask("center", 42, 56)[..., 0] == 1
+    np.testing.assert_array_equal(written[known], image[known])
+    assert not np.array_equal(written[~known], image[~known])
+    compare = cv2.imread(str(tmp_path / "cmp.png"))
+    assert compare.shape[1] > 4 * 56  # four panels side by side
+
+
+def test_inpaint_with_a_mask_type_and_defaults_beside_the_input(cli_run, tmp_path, fashion_mnist_test_images):
+    image_path, _ = _real_image(tmp_path, fashion_mnist_test_images, 1)
+    result = invoke("inpaint", image_path, "--mask-type", "half", "--model", cli_run / "models" / "tiny", *FAST)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "img1_inpainted.png").is_file()
+
+
+def test_inpaint_refusals_write_nothing(cli_run, tmp_path, fashion_mnist_test_images):
+    model = cli_run / "models" / "tiny"
+    image_path, _ = _real_image(tmp_path, fashion_mnist_test_images, 2)
+    small_mask = tmp_path / "small.png"
+    write_mask(str(small_mask), make_mask("center", 20, 20))
+    full = tmp_path / "full.png"
+    write_mask(str(full), np.zeros((28, 28, 1)))
+    out = tmp_path / "out.png"
+    cases = [
+        ([image_path, small_mask], "small.png is 20x20 but image"),
+        ([image_path, full], "no context to condition on"),
+        ([image_path, tmp_path / "missing.png"], "does not exist"),
+        ([tmp_path / "small.png", small_mask, "--model", tmp_path], "not a SavedModel"),
+    ]
+    for args, message in cases:
+        args = list(args) + (["--model", model] if "--model" not in args else []) + ["-o", out]
+        result = invoke("inpaint", *args)
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+        assert not out.exists()
+    assert invoke("inpaint", image_path, small_mask, "--resize-mask", "-o", out, "--model", model, *FAST).exit_code == 0
+    before = out.read_bytes()
+    refused = invoke("inpaint", image_path, "--mask-type", "center", "-o", out, "--model", model, *FAST)
+    assert refused.exit_code == 1 and "--force" in refused.output
+    assert out.read_bytes() == before
+    same = invoke("inpaint", image_path, "--mask-type", "center", "-o", image_path, "--force", "--model", model)
+    assert same.exit_code == 1 and "is one of the inputs" in same.output
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_and_the_rest_client_give_the_local_result(cli_run, tmp_path, fashion_mnist_test_images):
+    model = cli_run / "models" / "tiny"
+    port = _free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "tfinpaint")
+    server = subprocess.Popen([exe, "serve", model, "--port", str(port), "--quiet"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/v1/models/tiny", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()
+                time.sleep(0.5)
+        image_path, _ = _real_image(tmp_path, fashion_mnist_test_images, 3)
+        local = invoke("inpaint", image_path, "--mask-type", "pattern", "-o", tmp_path / "local.png",
+                       "--model", model, *FAST)
+        remote = invoke("inpaint", image_path, "--mask-type", "pattern", "-o", tmp_path / "remote.png",
+                        "--server", url, "--model-name", "tiny", *FAST)
+        assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+        assert (tmp_path / "local.png").read_bytes() == (tmp_path / "remote.png").read_bytes()
+        wrong = invoke("inpaint", image_path, "--mask-type", "pattern", "-o", tmp_path / "x.png",
+                       "--server", url, "--model-name", "nope")
+        assert wrong.exit_code == 1 and "404" in wrong.output
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    gone = invoke("inpaint", image_path, "--mask-type", "pattern", "-o", tmp_path / "y.png",
+                  "--server", url, "--model-name", "tiny")
+    assert gone.exit_code == 1 and "not reachable" in gone.output
