@@ -296,5 +296,61 @@ def serve(model_base, host, port, max_body_mb, quiet):
     serving.serve(model_base, host=host, port=port, max_body_bytes=int(max_body_mb * 2**20), quiet=quiet)
 
 
+def _names(value):
+    """'a,b' or a repeated option -> ['a', 'b'] (None when not given)."""
+    names = [n.strip() for item in value for n in item.split(",") if n.strip()]
+    return names or None
+
+
+@main.command()
+@click.option("--model", default=None, help="SavedModel or model base [default: shipped].")
+@click.option("--dataset", default="fashion_mnist", show_default=True,
+              help="Any dataset `train` accepts (CelebA gives the paper's setting).")
+@click.option("--split", default="test", show_default=True, help="Split to score (tune on validation).")
+@click.option("--n", "n", type=int, default=500, show_default=True, help="First N images of the split.")
+@click.option("--masks", multiple=True, help="Mask kinds, comma-separated [default: center,pattern,random,half].")
+@click.option("--methods", multiple=True,
+              help="Methods, comma-separated [default: all: ours, ours_blend, telea, navier_stokes, "
+                   "biharmonic, total_variation, train_mean, nearest_neighbour].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the masks.")
+@click.option("--data-dir", default=None, help="tfds data dir.")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Images per search call.")
+@click.option("--iterations", type=int, default=None, help="Search iterations [default: the model's].")
+@click.option("--restarts", type=int, default=None)
+@click.option("--lam", type=float, default=None)
+@click.option("--lr", "learning_rate", type=float, default=None)
+@click.option("--search-seed", "search_seed", type=int, default=None, help="Seed of the search's z.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for results.md, results.json and examples.png.")
+@click.option("--force", is_flag=True, help="Overwrite existing results.")
+@_user_errors
+def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_size, out, force,
+             iterations, restarts, lam, learning_rate, search_seed):
+    """Score the model and classical baselines the paper's way (Table 1: PSNR, SSIM).
+
+    Example: tfinpaint evaluate --split test --n 500 --out results/fashion_mnist
+    """
+    import os.path
+
+    from tf_semantic_inpaint import evaluate as evaluation
+
+    masks, methods = _names(masks) or list(evaluation.MASK_TYPES), _names(methods)
+    evaluation.check_masks(masks)  # bad names fail before anything is loaded
+    evaluation.check_methods(methods)
+    existing = [f for f in evaluation.FILES if os.path.exists(os.path.join(out, f))]
+    if existing and not force:
+        raise click.ClickException(f"{out} already holds {', '.join(existing)}; pass --force or another --out.")
+    _import_tensorflow_quietly()
+    from tf_semantic_inpaint.inpaint import LocalModel
+
+    local = LocalModel(model)
+    settings = _search_settings(local.defaults, iterations, restarts, lam, learning_rate, search_seed)
+    report = evaluation.evaluate(local, dataset=dataset, split=split, n=n, masks=masks, methods=methods,
+                                 seed=seed, data_dir=data_dir, settings=settings, batch_size=batch_size)
+    click.echo(report.to_markdown())
+    for path in evaluation.write(report, out, force=force):
+        click.echo(path)
+
+
 if __name__ == "__main__":
     main()

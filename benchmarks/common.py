@@ -1,0 +1,67 @@
+"""Shared by the benchmark scripts: the machine's matmul peak, timing, JSON output.
+
+Speed on a shared machine is noisy, so every script measures the float32 matmul
+peak in the same run and reports its numbers beside it (or as a ratio).
+"""
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def matmul_peak_gflops(n=2048, repeats=10):
+    """Best float32 GFLOP/s of an n x n matmul inside a tf.function (the machine's peak)."""
+    import tensorflow as tf
+
+    a = tf.random.uniform((n, n))
+    b = tf.random.uniform((n, n))
+    matmul = tf.function(lambda x, y: tf.matmul(x, y))
+    matmul(a, b).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def best_of(fn, repeats=3):
+    """Minimum wall time of `fn()` over `repeats` calls (after the caller's warm-up)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times), statistics.median(times)
+
+
+def machine():
+    import keras
+    import tensorflow as tf
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "load_average": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def save(name, result):
+    """Write benchmarks/results/NAME.json and return its path."""
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"saved {path}")
+    return path

@@ -1,0 +1,193 @@
+"""The Table 1 evaluation on real Fashion-MNIST test images with the tiny real model."""
+
+import json
+import math
+import os
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from tf_semantic_inpaint import data, evaluate, metrics
+from tf_semantic_inpaint.errors import InpaintError
+from tf_semantic_inpaint.masks import MASK_TYPES, make_mask
+
+N, BATCH = 5, 2  # three search batches per mask kind, the last partial; examples span two
+
+
+@pytest.fixture(scope="module")
+def truth():
+    """The first N real Fashion-MNIST test images as the evaluation sees them, [N, 28, 28, 1]."""
+    data.prepare("fashion_mnist")
+    return evaluate.evaluation_images("fashion_mnist", "test", N, 28, 1)
+
+
+@pytest.fixture(scope="module")
+def searches():
+    return []
+
+
+@pytest.fixture(scope="module")
+def report(tiny_export, truth, searches):
+    """Every method on every mask kind, plus an oracle that returns the ground truth."""
+    from tf_semantic_inpaint.inpaint import LocalModel
+
+    model = LocalModel(tiny_export)
+    search = model.search
+    model.search = lambda images, *a, **k: searches.append(len(images)) or search(images, *a, **k)
+
+    def oracle(image, mask):
+        # It sees the hole zeroed, so it finds its image by the known pixels.
+        matches = [t for t in truth if np.array_equal(t * mask, image)]
+        assert len(matches) == 1
+        return matches[0]
+
+    return evaluate.evaluate(model, n=N, batch_size=BATCH, train_images_limit=500,
+                             extra_methods={"oracle": oracle}, progress=False)
+
+
+ALL = evaluate.METHODS + ("oracle",)
+
+
+def _table(markdown):
+    """The first Markdown table as (header cells, {method: row cells})."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    header, rows = cells[0], {}
+    for row in cells[2:]:
+        if row[0] == "method":  # the second table starts
+            break
+        rows[row[0]] = row[1:]
+    return header, rows
+
+
+def test_markdown_has_a_row_per_method_and_a_column_per_mask(report):
+    markdown = report.to_markdown()
+    header, rows = _table(markdown)
+    assert header == ["method", *MASK_TYPES]
+    assert list(rows) == list(ALL)
+    for cells in rows.values():
+        assert len(cells) == len(MASK_TYPES)
+        assert all(" dB" not in c and " / " in c for c in cells)
+    assert "fashion_mnist" in markdown and "split test" in markdown
+    assert f"n = {N}" in markdown and "28x28x1" in markdown and report.model_path in markdown
+    assert "30 iterations, 2 restarts" in markdown  # the tiny model's search defaults
+    assert "500 of the 57,000 training images" in markdown
+
+
+def test_json_has_every_method_and_mask_with_finite_scores(report):
+    result = json.loads(json.dumps(report.to_json(), allow_nan=False))
+    assert result["n"] == N and result["seed"] == 0 and result["resolution"] == 28
+    assert result["search_settings"]["iterations"] == 30
+    assert result["model"]["card"]["search_defaults"]["restarts"] == 2
+    assert {"tensorflow", "keras"} <= set(result["versions"]) and result["date"]
+    assert set(result["results"]) == set(ALL)
+    for method in ALL:
+        assert set(result["results"][method]) == set(MASK_TYPES)
+        for cell in result["results"][method].values():
+            assert math.isfinite(cell["psnr"]) and math.isfinite(cell["ssim"])
+            assert len(cell["psnr_per_image"]) == len(cell["ssim_per_image"]) == N
+            assert cell["psnr"] == pytest.approx(np.mean(cell["psnr_per_image"]), abs=1e-3)
+        assert result["seconds"][method] > 0
+
+
+def test_the_oracle_scores_highest_in_every_column(report):
+    for kind in MASK_TYPES:
+        oracle = report.scores["oracle"][kind]
+        assert oracle.psnr == metrics.PSNR_CAP and oracle.ssim == pytest.approx(1.0)
+        for method in evaluate.METHODS:
+            other = report.scores[method][kind]
+            assert other.psnr < oracle.psnr and other.ssim < oracle.ssim, (method, kind)
+            assert other.psnr > 5.0, (method, kind)  # a real completion, not garbage
+    _, rows = _table(report.to_markdown())
+    assert all(cell.startswith("**100.00** / **1.000**") for cell in rows["oracle"])
+
+
+def test_every_method_keeps_the_known_pixels(report, truth):
+    for kind in MASK_TYPES:
+        example = report.examples[kind]
+        known = np.broadcast_to(example["mask"] > 0.5, example["truth"].shape)
+        np.testing.assert_array_equal(example["truth"], truth[:evaluate.EXAMPLES])
+        for method in ALL:
+            assert report.scores[method][kind].known_kept, (method, kind)
+            output = example["outputs"][method]
+            assert output.shape == (evaluate.EXAMPLES, 28, 28, 1)
+            np.testing.assert_array_equal(output[known], example["truth"][known])
+
+
+def test_masks_are_seeded_per_image_and_searches_batched(report, searches):
+    for kind in MASK_TYPES:
+        expected = [make_mask(kind, 28, 28, seed=i) for i in range(evaluate.EXAMPLES)]
+        np.testing.assert_array_equal(report.examples[kind]["mask"], np.stack(expected))
+    pattern = report.examples["pattern"]["mask"]
+    assert not np.array_equal(pattern[0], pattern[1])
+    # One search per mask kind and batch gives both "ours" and "ours_blend".
+    assert searches == [2, 2, 1] * len(MASK_TYPES)
+
+
+def test_too_many_images_names_the_split_size(tiny_export, truth):
+    with pytest.raises(InpaintError, match="has 10,000 images"):
+        evaluate.evaluate(tiny_export, n=10_001, methods=["telea"], progress=False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(methods=["ours", "poisson"]), "unknown method.*'poisson'.*telea"),
+    (dict(masks=["center", "square"]), "unknown mask.*'square'.*pattern"),
+    (dict(extra_methods={"telea": lambda image, mask: image}), "must be a new name"),
+    (dict(split="train"), "nearest_neighbour draw on the training images"),
+    (dict(n=0), "at least 1"),
+])
+def test_bad_requests_fail_before_any_work(kwargs, message):
+    # A model that does not exist: the check must come before loading it.
+    with pytest.raises(InpaintError, match=message):
+        evaluate.evaluate("/nonexistent/model", progress=False, **kwargs)
+
+
+def test_write_refuses_to_overwrite_without_force(report, tmp_path):
+    out = tmp_path / "results"
+    paths = evaluate.write(report, str(out))
+    assert sorted(os.listdir(out)) == sorted(evaluate.FILES)  # no temporary files left
+    assert [os.path.basename(p) for p in paths] == list(evaluate.FILES)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(os.stat(p).st_mode & 0o777 == 0o666 & ~umask for p in paths)  # not mkstemp's 0600
+    assert (out / "results.md").read_text() == report.to_markdown()
+    assert json.loads((out / "results.json").read_text())["n"] == N
+    (out / "results.md").write_text("mine")
+    with pytest.raises(InpaintError, match="--force"):
+        evaluate.write(report, str(out))
+    assert (out / "results.md").read_text() == "mine"
+    evaluate.write(report, str(out), force=True)
+    assert (out / "results.md").read_text() == report.to_markdown()
+    assert sorted(os.listdir(out)) == sorted(evaluate.FILES)
+
+
+def test_figure_is_a_labelled_grid_of_enlarged_examples(report, tmp_path):
+    report.figure(str(tmp_path / "examples.png"))
+    figure = cv2.imread(str(tmp_path / "examples.png"), cv2.IMREAD_UNCHANGED)
+    columns = 2 + len(ALL)  # masked | methods | truth
+    tile = 28 * 4  # enlarged to at least 112 pixels
+    assert figure.shape[0] == 24 + len(MASK_TYPES) * (evaluate.EXAMPLES * (tile + 2) + 2)
+    label_column = figure.shape[1] - (columns * (tile + 2) + 2)
+    assert 40 <= label_column <= 120
+    assert figure[:24].min() < 128  # the header holds dark text
+
+
+def test_channel_conversion_is_reported():
+    assert evaluate._channel_note("fashion_mnist", 1) is None
+    assert "replicated to RGB" in evaluate._channel_note("fashion_mnist", 3)
+    assert "luminance" in evaluate._channel_note("celeb_a", 1)
+
+
+def test_other_datasets_at_the_models_resolution(tiny_export, tmp_path, monkeypatch):
+    """CelebA (tfds mock records) through the grey 28x28 tiny model: cropped, resized, grey."""
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
+    with tfds.testing.mock_data(num_examples=4, data_dir=str(tmp_path)):
+        result = evaluate.evaluate(tiny_export, dataset="celeb_a", n=2, masks=["center"],
+                                   methods=["ours", "telea", "train_mean"], data_dir=str(tmp_path),
+                                   progress=False)
+    assert result.examples["center"]["truth"].shape == (2, 28, 28, 1)
+    assert "luminance" in result.to_markdown()
+    assert result.train_images == (4, 4)
+    assert all(math.isfinite(result.scores[m]["center"].psnr) for m in result.methods)

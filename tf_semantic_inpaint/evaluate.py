@@ -1,0 +1,620 @@
+"""The paper's Table 1: PSNR (and SSIM) of every method on every mask kind.
+
+Yeh et al. (2017) compare their latent search with classical inpainting on the test
+images of each dataset under the four corruption types. Here, for the first n images
+of a split at the MODEL's resolution and channels:
+
+    report = evaluate("saved_models/fashion_mnist", n=500)
+    print(report.to_markdown())
+    write(report, "results/fashion_mnist")     # results.md, results.json, examples.png
+
+Protocol, the same for every method:
+- image i under mask kind k gets make_mask(k, R, R, seed * MASK_SEED_STRIDE + i): one
+  mask per image, identical for every method;
+- every method receives the image with its hole ZEROED and the mask (the baselines'
+  contract, `fn(image, mask) -> completed`, float32 [R, R, C] in [0, 1]), so no
+  method can read the missing pixels;
+- PSNR and SSIM compare the whole completed image with the original in [0, 1]
+  (metrics.psnr / metrics.ssim); per-image PSNRs are capped at metrics.PSNR_CAP.
+
+Methods: "ours" (the latent search, G(z*) composited into the hole), "ours_blend"
+(the same search, Poisson blended; both come from one `inpaint_batch` call), the
+classical baselines and the data-driven ones (built from the TRAINING split), plus
+any `extra_methods` a caller passes in with the baselines' contract.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from tf_semantic_inpaint import baselines, metrics
+from tf_semantic_inpaint.errors import InpaintError
+from tf_semantic_inpaint.masks import MASK_KINDS, MASK_TYPES, make_mask
+
+OURS = ("ours", "ours_blend")
+METHODS = OURS + tuple(baselines.CLASSICAL) + tuple(baselines.DATA_DRIVEN)
+# Mask seeds are seed * stride + image index: a prime above any test split's size keeps
+# the seeds of different `seed`s apart.
+MASK_SEED_STRIDE = 100_003
+# Largest training set held for the data-driven baselines (float32 in memory): all of
+# Fashion-MNIST (179 MB); CelebA at 64x64x3 would need 8 GB, so it gets the first 43,690.
+TRAIN_BYTES_BUDGET = 2 << 30
+EXAMPLES = 3  # example rows per mask kind in the figure
+FIGURE_TILE = 112  # tiles are enlarged by pixel replication to at least this many pixels
+SHORT_NAMES = {
+    "ours": "ours", "ours_blend": "ours+blend", "telea": "Telea", "navier_stokes": "N-S",
+    "biharmonic": "biharm.", "total_variation": "TV", "train_mean": "mean",
+    "nearest_neighbour": "NN",
+}
+
+
+class EvaluationError(InpaintError):
+    """The evaluation cannot run as asked; the message says what to change."""
+
+
+# --- Results ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    """One cell of the table: a method on a mask kind over the n images.
+
+    Attributes:
+        psnr, psnr_std: mean and standard deviation of the per-image PSNR in dB, each
+            capped at metrics.PSNR_CAP first.
+        ssim, ssim_std: mean and standard deviation of the per-image SSIM in [-1, 1].
+        psnr_per_image, ssim_per_image: tuples of n floats, in image order (PSNR capped).
+        known_kept: whether every known pixel of every output equals the input's.
+    """
+
+    method: str
+    mask: str
+    psnr: float
+    psnr_std: float
+    ssim: float
+    ssim_std: float
+    psnr_per_image: tuple
+    ssim_per_image: tuple
+    known_kept: bool
+
+
+@dataclasses.dataclass
+class Report:
+    """The outcome of `evaluate`: scores, what produced them, and example images.
+
+    Attributes:
+        scores: {method: {mask kind: Score}}, methods and masks in table order.
+        seconds: {method: wall-clock seconds over all n x masks images}; "ours" and
+            "ours_blend" share one search, so both carry its time.
+        examples: {mask kind: {"masked", "truth": float32 [k, R, R, C] in [0, 1],
+            "outputs": {method: float32 [k, R, R, C]}}}, the first k images.
+        channel_note: how the dataset's channels were converted for the model, or None.
+        train_images: (used, available) training images of the data-driven baselines,
+            or None when none ran.
+    """
+
+    dataset: str
+    split: str
+    n: int
+    resolution: int
+    channels: int
+    model_path: str | None
+    model_card: dict
+    settings: dict | None
+    seed: int
+    masks: tuple
+    methods: tuple
+    scores: dict
+    seconds: dict
+    examples: dict
+    channel_note: str | None = None
+    train_images: tuple | None = None
+    date: str = ""
+    versions: dict = dataclasses.field(default_factory=dict)
+    total_seconds: float = 0.0
+
+    @property
+    def rows(self):
+        """The table: [(method, [Score of each mask kind])], in table order."""
+        return [(method, [self.scores[method][kind] for kind in self.masks]) for method in self.methods]
+
+    def per_image_ms(self, method):
+        """Mean wall-clock milliseconds per image (and mask) of `method`."""
+        return 1000.0 * self.seconds[method] / (self.n * len(self.masks))
+
+    def header(self):
+        """One line: dataset, split, n, resolution, model and search settings."""
+        if self.settings:
+            s = self.settings
+            search = (f"{s['iterations']} iterations, {s['restarts']} restarts, learning rate "
+                      f"{s['learning_rate']}, λ {s['lam']}, prior {s['prior']}, window "
+                      f"{s['window']}, seed {s['seed']}")
+        else:
+            search = "the server's defaults"
+        return (f"Dataset {self.dataset}, split {self.split}, n = {self.n} images at "
+                f"{self.resolution}x{self.resolution}x{self.channels}; model `{self.model_path}`; "
+                f"search: {search}; mask seed {self.seed}.")
+
+    def to_markdown(self):
+        """The table as Markdown: rows = methods, columns = mask kinds, "PSNR dB / SSIM"."""
+        # Best at the shown precision, so ties as printed are all bold.
+        best_psnr = {k: max(round(self.scores[m][k].psnr, 2) for m in self.methods) for k in self.masks}
+        best_ssim = {k: max(round(self.scores[m][k].ssim, 3) for m in self.methods) for k in self.masks}
+
+        def bold_if(text, best):
+            return f"**{text}**" if float(text) == best else text
+
+        lines = [f"# Inpainting evaluation: {self.dataset} {self.split}, n = {self.n}", "",
+                 self.header(), ""]
+        notes = []
+        if self.channel_note:
+            notes.append(self.channel_note[0].upper() + self.channel_note[1:] + ".")
+        if self.train_images:
+            used, available = self.train_images
+            notes.append(f"Data-driven baselines use {used:,} of the {available:,} training images.")
+        if notes:
+            lines += [" ".join(notes), ""]
+        lines += [
+            f"Mean PSNR in dB over the whole image (each image capped at {metrics.PSNR_CAP:g} dB) / "
+            "mean SSIM; best per column in bold.",
+            "",
+            "| method | " + " | ".join(self.masks) + " |",
+            "| --- |" + " ---: |" * len(self.masks),
+        ]
+        for method, cells in self.rows:
+            texts = [f"{bold_if(f'{c.psnr:.2f}', best_psnr[c.mask])} / "
+                     f"{bold_if(f'{c.ssim:.3f}', best_ssim[c.mask])}" for c in cells]
+            lines.append(f"| {method} | " + " | ".join(texts) + " |")
+        lines += ["", "| method | ms per image |", "| --- | ---: |"]
+        lines += [f"| {m} | {self.per_image_ms(m):.1f} |" for m in self.methods]
+        if "ours" in self.methods and "ours_blend" in self.methods:
+            lines += ["", "ours and ours_blend come from one latent search; both rows show its time."]
+        lines += ["", f"{self.date}; tensorflow {self.versions.get('tensorflow')}, "
+                  f"keras {self.versions.get('keras')}; {self.total_seconds:.0f} s in all.", ""]
+        return "\n".join(lines)
+
+    def to_json(self):
+        """Everything as a JSON-ready dict (no inf or nan: PSNRs are capped)."""
+        return {
+            "format": "tf-semantic-inpaint evaluation 1",
+            "date": self.date,
+            "dataset": self.dataset,
+            "split": self.split,
+            "n": self.n,
+            "resolution": self.resolution,
+            "channels": self.channels,
+            "channel_conversion": self.channel_note,
+            "seed": self.seed,
+            "mask_seeds": f"make_mask(kind, R, R, seed * {MASK_SEED_STRIDE} + image index)",
+            "masks": list(self.masks),
+            "methods": list(self.methods),
+            "psnr_cap_db": metrics.PSNR_CAP,
+            "model": {"path": self.model_path, "card": self.model_card},
+            "search_settings": self.settings,
+            "train_images": (dict(zip(("used", "available"), self.train_images))
+                             if self.train_images else None),
+            "versions": self.versions,
+            "seconds": {m: round(s, 3) for m, s in self.seconds.items()},
+            "ms_per_image": {m: round(self.per_image_ms(m), 3) for m in self.methods},
+            "total_seconds": round(self.total_seconds, 3),
+            "results": {
+                method: {
+                    kind: {
+                        "psnr": c.psnr, "psnr_std": c.psnr_std, "ssim": c.ssim, "ssim_std": c.ssim_std,
+                        "known_pixels_kept": c.known_kept,
+                        "psnr_per_image": list(c.psnr_per_image),
+                        "ssim_per_image": list(c.ssim_per_image),
+                    }
+                    for kind, c in zip(self.masks, cells)
+                }
+                for method, cells in self.rows
+            },
+        }
+
+    def figure_image(self):
+        """Example completions as float32 [H, W, C] in [0, 1], labelled.
+
+        One block of rows per mask kind (its name on the left), columns
+        masked input (hole in mid grey) | each method | ground truth, each tile
+        enlarged by pixel replication to at least FIGURE_TILE pixels.
+        """
+        from tf_semantic_inpaint.images import grid
+
+        labels = ["masked"] + [SHORT_NAMES.get(m, m) for m in self.methods] + ["truth"]
+        scale = max(1, -(-FIGURE_TILE // self.resolution))
+        tile, pad = self.resolution * scale, 2
+        blocks = []
+        for kind in self.masks:
+            example = self.examples[kind]
+            panels = [example["masked"]] + [example["outputs"][m] for m in self.methods] + [example["truth"]]
+            tiles = np.stack(panels, axis=1).reshape((-1,) + panels[0].shape[1:])  # row-major
+            blocks.append((kind, grid(tiles, columns=len(panels), pad=pad, scale=scale)))
+        side = max(_text_width(kind) for kind in self.masks) + 12
+        header = _strip(24, side + blocks[0][1].shape[1])
+        for c, label in enumerate(labels):
+            _put_text(header, label, side + pad + c * (tile + pad) + tile // 2, 16, tile - 4)
+        parts = [_as_image(header, self.channels)]
+        for kind, block in blocks:
+            strip = _strip(block.shape[0], side)
+            _put_text(strip, kind, side // 2, block.shape[0] // 2 + 5, side - 4)
+            parts.append(np.concatenate([_as_image(strip, self.channels), block], axis=1))
+        return np.concatenate(parts, axis=0)
+
+    def figure(self, path):
+        """Write `figure_image()` to `path` as a PNG (atomically)."""
+        from tf_semantic_inpaint.images import write_image
+
+        write_image(path, self.figure_image())
+
+
+def _text_width(text, font_scale=0.5):
+    """Width in pixels of `text` in OpenCV's simplex font at `font_scale`."""
+    import cv2
+
+    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0]
+
+
+def _strip(height, width):
+    """A white uint8 [height, width] canvas for labels (OpenCV draws text on 8 bits only)."""
+    return np.full((height, width), 255, np.uint8)
+
+
+def _as_image(strip, channels):
+    """A uint8 label strip as float32 [h, w, channels] in [0, 1]."""
+    return np.repeat(strip[..., np.newaxis].astype(np.float32) / 255.0, channels, axis=-1)
+
+
+def _put_text(canvas, text, center_x, baseline_y, max_width):
+    """Draw black `text` centred at center_x on a uint8 [h, w] canvas, shrunk to fit max_width."""
+    import cv2
+
+    font_scale = 0.5
+    while font_scale > 0.25 and _text_width(text, font_scale) > max_width:
+        font_scale -= 0.05
+    x = int(center_x - _text_width(text, font_scale) / 2)
+    cv2.putText(canvas, text, (max(x, 0), baseline_y), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                0, 1, cv2.LINE_AA)
+
+
+# --- Data ------------------------------------------------------------------------
+
+
+def evaluation_images(dataset, split, n, resolution, channels, data_dir=None):
+    """The first n images of a split, as the evaluation sees them.
+
+    Args:
+        dataset, split, data_dir: as in data.load_images.
+        n: how many, from the start of the split (its fixed order).
+        resolution, channels: the model's.
+
+    Returns:
+        float32 [n, resolution, resolution, channels] in [0, 1].
+
+    Raises:
+        EvaluationError: n is not in 1..the split's size (the message gives the size).
+    """
+    from tf_semantic_inpaint import data
+
+    images, count = data.load_images(dataset, split, resolution, channels, data_dir)
+    if n > count:
+        raise EvaluationError(
+            f"the {split} split of {dataset} has {count:,} images, fewer than n = {n:,}; "
+            f"pass n <= {count:,}."
+        )
+    return _to_unit(images.take(n), n)
+
+
+def training_images(dataset, resolution, channels, data_dir=None, limit=None):
+    """The data-driven baselines' training images, at most TRAIN_BYTES_BUDGET of them.
+
+    Returns:
+        (float32 [N, resolution, resolution, channels] in [0, 1], images available).
+    """
+    from tf_semantic_inpaint import data
+
+    images, count = data.load_images(dataset, "train", resolution, channels, data_dir)
+    fit = max(1, TRAIN_BYTES_BUDGET // (4 * resolution * resolution * channels))
+    used = min(count, limit or count, fit)
+    if used < min(count, limit or count):
+        print(f"notice: the data-driven baselines use the first {used:,} of {count:,} training "
+              f"images ({TRAIN_BYTES_BUDGET >> 30} GiB); pass train_images_limit to choose.",
+              file=sys.stderr)
+    return _to_unit(images.take(used), used), count
+
+
+def _to_unit(images, count):
+    """A tf.data of [-1, 1] images -> float32 [count, ...] in [0, 1]."""
+    batches = list(images.batch(4096).as_numpy_iterator())
+    stacked = np.concatenate(batches) if batches else np.zeros((0,), np.float32)
+    if len(stacked) != count:
+        raise EvaluationError(f"expected {count:,} images but the dataset gave {len(stacked):,}.")
+    return np.clip((stacked + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
+
+
+def _channel_note(dataset, channels):
+    """How load_images converts the dataset's channels for the model, or None."""
+    from tf_semantic_inpaint import data
+
+    native = data.dataset_channels(dataset)
+    if native == channels:
+        return None
+    if channels == 3:
+        return "grey images replicated to RGB for the RGB model"
+    return "RGB images reduced to grey by luminance for the grey model"
+
+
+# --- Checks ----------------------------------------------------------------------
+
+
+def check_masks(masks):
+    """Mask kinds as a tuple without repeats; EvaluationError for unknown ones."""
+    masks = (masks,) if isinstance(masks, str) else tuple(dict.fromkeys(masks))
+    if not masks:
+        raise EvaluationError(f"no mask kinds given; use some of {', '.join(MASK_TYPES)}.")
+    unknown = [k for k in masks if k not in MASK_KINDS]
+    if unknown:
+        raise EvaluationError(
+            f"unknown mask kind(s) {', '.join(map(repr, unknown))}: use {', '.join(MASK_KINDS)}."
+        )
+    return masks
+
+
+def check_methods(methods=None, extra_methods=None):
+    """Method names in table order; EvaluationError for unknown or clashing ones.
+
+    None means every built-in method; extra methods are always appended.
+    """
+    extra = dict(extra_methods or {})
+    for name, fn in extra.items():
+        if name in METHODS or not isinstance(name, str) or not callable(fn):
+            raise EvaluationError(
+                f"extra method {name!r} must be a new name (not one of {', '.join(METHODS)}) "
+                "with a callable fn(image, mask) -> completed."
+            )
+    if methods is None:
+        methods = METHODS
+    methods = (methods,) if isinstance(methods, str) else tuple(dict.fromkeys(methods))
+    valid = METHODS + tuple(extra)
+    unknown = [m for m in methods if m not in valid]
+    if unknown:
+        raise EvaluationError(
+            f"unknown method(s) {', '.join(map(repr, unknown))}: use {', '.join(valid)}."
+        )
+    methods += tuple(m for m in extra if m not in methods)
+    if not methods:
+        raise EvaluationError(f"no methods given; use some of {', '.join(valid)}.")
+    return methods
+
+
+def _checked_output(name, output, image):
+    """A method's output as float32, or EvaluationError if its shape or values are wrong."""
+    output = np.asarray(output, np.float32)
+    if output.shape != image.shape:
+        raise EvaluationError(
+            f"method {name!r} returned shape {output.shape} for an image of shape {image.shape}; "
+            "it must return the completed image of the same shape."
+        )
+    if not np.all(np.isfinite(output)):
+        raise EvaluationError(f"method {name!r} returned NaN or infinite pixels; fix the method.")
+    return output
+
+
+# --- The evaluation --------------------------------------------------------------
+
+
+def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MASK_TYPES,
+             methods=None, seed=0, data_dir=None, settings=None, batch_size=64, progress=True,
+             train_images_limit=None, extra_methods=None, examples=EXAMPLES):
+    """Score every method on every mask kind over the first n images of a split.
+
+    Args:
+        model: a LocalModel (or anything with `search`, `resolution`, `channels`), a
+            SavedModel path or model base, or None for the shipped model.
+        dataset, split, data_dir: as in data.load_images; images are loaded at the
+            model's resolution and channels.
+        n: images, the first n of the split.
+        masks: mask kinds (MASK_TYPES by default; "half-left" etc. work too).
+        methods: names from METHODS, or None for all of them.
+        seed: the masks' seed; image i gets make_mask(kind, R, R, seed * 100003 + i).
+        settings: SearchSettings of the latent search (default: the model's).
+        batch_size: images per latent-search call.
+        progress: show a tqdm bar over (mask kind x batch).
+        train_images_limit: use at most this many training images for the
+            data-driven baselines (default: all that fit in TRAIN_BYTES_BUDGET).
+        extra_methods: {name: fn(image, mask) -> completed} with the baselines'
+            contract: image float32 [R, R, C] in [0, 1] with the hole zeroed, mask
+            float32 [R, R, 1] (1 = known); the output float [R, R, C] in [0, 1]. A
+            test oracle can close over `evaluation_images(...)` and return the image
+            matching the known pixels (e.g. baselines.NearestNeighbour over them).
+        examples: images per mask kind kept for the figure.
+
+    Returns:
+        a Report.
+
+    Raises:
+        EvaluationError (an InpaintError) for unknown masks or methods, n larger than
+        the split, or data-driven baselines on a split they were built from; all
+        checked before the model or the data are loaded, except the split's size.
+    """
+    from tqdm import tqdm
+
+    from tf_semantic_inpaint import data
+    from tf_semantic_inpaint.inpaint import LocalModel, inpaint_batch
+
+    started = time.perf_counter()
+    masks = check_masks(masks)
+    methods = check_methods(methods, extra_methods)
+    if n < 1 or batch_size < 1:
+        raise EvaluationError(f"n and batch_size must be at least 1, got n = {n}, batch_size = {batch_size}.")
+    data.check_dataset_name(dataset)
+    data_driven = [m for m in methods if m in baselines.DATA_DRIVEN]
+    if data_driven and split in ("train", "all"):
+        # The baselines would find the evaluated images themselves in their training set.
+        raise EvaluationError(
+            f"{', '.join(data_driven)} draw on the training images, which the {split} split "
+            "contains; evaluate on validation or test, or leave them out of the methods."
+        )
+
+    if not hasattr(model, "search"):
+        model = LocalModel(model)
+    settings = settings or getattr(model, "defaults", None)
+    resolution, channels = model.resolution, model.channels
+    truth = evaluation_images(dataset, split, n, resolution, channels, data_dir)
+
+    runners, train_info = {}, None
+    classical = [m for m in methods if m in baselines.CLASSICAL]
+    if classical:
+        runners.update(baselines.make_baselines(classical))
+    if data_driven:
+        train, available = training_images(dataset, resolution, channels, data_dir, train_images_limit)
+        runners.update(baselines.make_baselines(data_driven, train))
+        train_info = (len(train), available)
+    runners.update(dict(extra_methods or {}))
+
+    seconds = dict.fromkeys(methods, 0.0)
+    psnrs = {m: {k: [] for k in masks} for m in methods}
+    ssims = {m: {k: [] for k in masks} for m in methods}
+    kept = {m: dict.fromkeys(masks, True) for m in methods}
+    shown = {}
+    keep = max(1, min(examples, n))
+    batches = range(0, n, batch_size)
+    bar = tqdm(total=len(masks) * len(batches), unit="batch", desc="evaluate",
+               disable=None if progress else True)
+    for kind in masks:
+        all_masks = np.stack([make_mask(kind, resolution, resolution, seed * MASK_SEED_STRIDE + i)
+                              for i in range(n)])
+        for start in batches:
+            original = truth[start:start + batch_size]
+            mask = all_masks[start:start + batch_size]
+            # Every method sees the hole zeroed: none can read the missing pixels.
+            given = original * mask
+            outputs = {}
+            if any(m in methods for m in OURS):
+                bar.set_postfix_str(f"{kind}: latent search")
+                report = lambda done, total: bar.set_postfix_str(  # noqa: E731
+                    f"{kind}: latent search {done}/{total}")
+                clock = time.perf_counter()
+                results = inpaint_batch(list(given), list(mask), model, settings,
+                                        blend="ours_blend" in methods, progress=report)
+                spent = time.perf_counter() - clock
+                for name, attribute in (("ours", "completed"), ("ours_blend", "blended")):
+                    if name in methods:
+                        outputs[name] = np.stack([getattr(r, attribute) for r in results])
+                        seconds[name] += spent
+            for name, fn in runners.items():
+                bar.set_postfix_str(f"{kind}: {name}")
+                clock = time.perf_counter()
+                outputs[name] = np.stack([_checked_output(name, fn(g, m), g) for g, m in zip(given, mask)])
+                seconds[name] += time.perf_counter() - clock
+            known = np.broadcast_to(mask > 0.5, original.shape)
+            for name in methods:
+                out = outputs[name]
+                psnrs[name][kind].extend(np.minimum(metrics.psnr(out, original), metrics.PSNR_CAP))
+                ssims[name][kind].extend(metrics.ssim(out, original))
+                kept[name][kind] &= bool(np.array_equal(out[known], original[known]))
+            if start < keep:  # the first `keep` images are the figure's examples
+                take = keep - start
+                example = shown.setdefault(kind, {"outputs": {}})
+                for key, value in (("masked", np.where(mask > 0.5, original, 0.5)),
+                                   ("truth", original), ("mask", mask)):
+                    example[key] = _joined(example.get(key), value[:take].astype(np.float32))
+                for name in methods:
+                    example["outputs"][name] = _joined(example["outputs"].get(name), outputs[name][:take])
+            bar.update(1)
+    bar.close()
+
+    scores = {
+        m: {k: _score(m, k, psnrs[m][k], ssims[m][k], kept[m][k]) for k in masks} for m in methods
+    }
+    return Report(
+        dataset=dataset, split=split, n=n, resolution=resolution, channels=channels,
+        model_path=getattr(model, "path", None) or getattr(model, "url", None),
+        model_card=getattr(model, "card", {}) or {},
+        settings=dataclasses.asdict(settings) if settings is not None else None,
+        seed=seed, masks=masks, methods=methods, scores=scores, seconds=seconds,
+        examples=shown, channel_note=_channel_note(dataset, channels), train_images=train_info,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        versions=_versions(), total_seconds=time.perf_counter() - started,
+    )
+
+
+def _joined(first, more):
+    """np.concatenate([first, more]), or `more` when there is no first yet."""
+    return more if first is None else np.concatenate([first, more])
+
+
+def _score(method, kind, psnr_values, ssim_values, known_kept):
+    psnr_values = np.asarray(psnr_values, np.float64)
+    ssim_values = np.asarray(ssim_values, np.float64)
+    return Score(
+        method=method, mask=kind,
+        psnr=metrics.mean_psnr(psnr_values), psnr_std=float(np.std(psnr_values)),
+        ssim=float(np.mean(ssim_values)), ssim_std=float(np.std(ssim_values)),
+        # Four decimals keep results.json small; the means use full precision.
+        psnr_per_image=tuple(round(float(v), 4) for v in psnr_values),
+        ssim_per_image=tuple(round(float(v), 4) for v in ssim_values),
+        known_kept=known_kept,
+    )
+
+
+def _versions():
+    """Versions of Python and the libraries that shape the numbers."""
+    import importlib.metadata
+
+    import cv2
+    import keras
+    import scipy
+    import tensorflow as tf
+
+    try:
+        ours = importlib.metadata.version("tf-semantic-inpaint")
+    except importlib.metadata.PackageNotFoundError:
+        ours = "unknown"
+    try:
+        import skimage
+
+        skimage_version = skimage.__version__
+    except ImportError:
+        skimage_version = None
+    return {
+        "python": sys.version.split()[0], "tf_semantic_inpaint": ours,
+        "tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
+        "scipy": scipy.__version__, "opencv": cv2.__version__, "scikit-image": skimage_version,
+    }
+
+
+# --- Files -----------------------------------------------------------------------
+
+FILES = ("results.md", "results.json", "examples.png")
+
+
+def write(report, out_dir, force=False):
+    """Write results.md, results.json and examples.png into out_dir; return their paths.
+
+    Everything is rendered first, then each file is written atomically, so a
+    failure leaves no partial file. Existing files are refused unless force.
+    """
+    from tf_semantic_inpaint.images import encode_png, write_bytes_atomic
+
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise EvaluationError(f"{out_dir} is a file; pass a folder as the output.")
+    targets = [os.path.join(out_dir, name) for name in FILES]
+    existing = [t for t in targets if os.path.exists(t)]
+    if existing and not force:
+        raise EvaluationError(
+            f"{', '.join(existing)} already exist(s); pass --force to overwrite or choose another --out."
+        )
+    contents = [
+        report.to_markdown().encode("utf-8"),
+        (json.dumps(report.to_json(), indent=1, allow_nan=False) + "\n").encode("utf-8"),
+        encode_png(report.figure_image()),
+    ]
+    # Everything is rendered before the first write, so a failure leaves no partial result.
+    for target, content in zip(targets, contents):
+        write_bytes_atomic(target, content)
+    return targets
