@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from tf_semantic_inpaint import baselines, metrics
 from tf_semantic_inpaint.errors import InpaintError
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tf_semantic_inpaint import export as exporting
 from tf_semantic_inpaint.images import decode_image, encode_png
-from tf_semantic_inpaint.masks import make_mask, write_mask
+from tf_semantic_inpaint.masks import make_mask
 from tf_semantic_inpaint.search import SearchSettings
 from tf_semantic_inpaint.train import TrainConfig
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import tensorflow as tf
+
 from tf_semantic_inpaint import masks
 from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.images import ImageError

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
+
 from tf_semantic_inpaint import metrics
 from tf_semantic_inpaint.errors import InpaintError
 

@@ -107,7 +107,8 @@ def test_metadata_describes_every_signature_like_the_export(server, loaded):
             assert entry["name"]
         assert set(defs[name]["outputs"]) == set(function.structured_outputs)
     images = defs["inpaint"]["inputs"]["images"]
-    assert (images["dtype"], [d["size"] for d in images["tensor_shape"]["dim"]]) == ("DT_FLOAT", ["-1", "28", "28", "1"])
+    dims = [d["size"] for d in images["tensor_shape"]["dim"]]
+    assert (images["dtype"], dims) == ("DT_FLOAT", ["-1", "28", "28", "1"])
     assert defs["inpaint_with_settings"]["inputs"]["iterations"]["dtype"] == "DT_INT32"
     assert defs["inpaint_png"]["inputs"]["image_png"]["dtype"] == "DT_STRING"
 

@@ -17,6 +17,7 @@ paper's "NN" comparison). `make_baselines` builds a set of them by name.
 
 import cv2
 import numpy as np
+
 from tf_semantic_inpaint.errors import InpaintError
 
 # OpenCV's neighbourhood radius for Telea and Navier-Stokes, in pixels (its docs' example value).

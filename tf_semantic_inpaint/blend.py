@@ -15,6 +15,7 @@ that touch the border are fine. NumPy/SciPy only, no TensorFlow.
 import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
+
 from tf_semantic_inpaint.errors import InpaintError
 
 # Neighbour offsets (row, column) of the 4-neighbourhood.

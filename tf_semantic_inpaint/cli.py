@@ -192,7 +192,8 @@ def _search_settings(defaults, iterations, restarts, lam, learning_rate, seed):
               help="Output file (a folder in batch mode) [default: IMAGE_inpainted.png].")
 @click.option("--model", default=None, help="SavedModel or TF Serving model base [default: shipped].")
 @click.option("--mask-type", default=None,
-              help="Use one of the paper's masks instead of a MASK file: center, pattern, random, half[-left|-right|-top|-bottom].")
+              help="Use one of the paper's masks instead of a MASK file: center, pattern, random, "
+                   "half[-left|-right|-top|-bottom].")
 @click.option("--mask-seed", type=int, default=0, show_default=True, help="Seed of --mask-type.")
 @click.option("--iterations", type=int, default=None, help="Adam steps [default: the model's].")
 @click.option("--restarts", type=int, default=None, help="Random restarts per image [default: the model's].")

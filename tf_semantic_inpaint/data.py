@@ -22,6 +22,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+
 from tf_semantic_inpaint.errors import InpaintError
 
 DEBIAN_FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")

@@ -496,7 +496,7 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
             outputs = {}
             if any(m in methods for m in OURS):
                 bar.set_postfix_str(f"{kind}: latent search")
-                report = lambda done, total: bar.set_postfix_str(  # noqa: E731
+                report = lambda done, total, kind=kind: bar.set_postfix_str(
                     f"{kind}: latent search {done}/{total}")
                 clock = time.perf_counter()
                 results = inpaint_batch(list(given), list(mask), model, settings,

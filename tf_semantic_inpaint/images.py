@@ -11,6 +11,7 @@ import tempfile
 
 import cv2
 import numpy as np
+
 from tf_semantic_inpaint.errors import InpaintError
 
 

@@ -371,14 +371,14 @@ def inpaint_files(image, mask, out=None, model=None, mask_type=None, mask_seed=0
     for start in range(0, len(loaded), batch_size):
         group = loaded[start:start + batch_size]
         base = bar.n if bar else 0
-        report = (lambda done, total: bar.update(base + done - bar.n)) if bar else None
+        report = (lambda done, total, base=base: bar.update(base + done - bar.n)) if bar else None
         results += inpaint_batch([g[0] for g in group], [g[1] for g in group], model, settings,
                                  blend=blend, progress=report)
     if bar:
         bar.close()
 
     written = []
-    for (image_path, _, out_path, compare_path), (pixels, _, depth), result in zip(plan, loaded, results):
+    for (_, _, out_path, compare_path), (pixels, _, depth), result in zip(plan, loaded, results):
         png = out_path.lower().endswith(".png")
         write_image(out_path, result.output, bit_depth=depth if png else 8)
         written.append(out_path)

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 import scipy.ndimage
+
 from tf_semantic_inpaint import images
 from tf_semantic_inpaint.errors import InpaintError
 

@@ -11,6 +11,7 @@ than turning the whole mean into inf (or being dropped, which would reward failu
 """
 
 import numpy as np
+
 from tf_semantic_inpaint.errors import InpaintError
 
 # 100 dB is MSE 1e-10: far beyond 8-bit quantisation (about 59 dB), so only exact

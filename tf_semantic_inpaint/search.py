@@ -214,16 +214,21 @@ class LatentSearch:
         result["history"] = history
         return result
 
+    # The search in pieces, each one graph: `run` strings them together with progress.
+
     @tf.function(reduce_retracing=True)
-    def _start(self, images, masks, restarts, seed):
+    def start(self, images, masks, restarts, seed):
+        """`prepare` as a graph: (tiled images, tiled W, Adam state)."""
         return self.prepare(images, masks, restarts, seed)
 
     @tf.function(reduce_retracing=True)
-    def _continue(self, state, images, weights, iterations, lam, learning_rate):
+    def advance(self, state, images, weights, iterations, lam, learning_rate):
+        """`adam_steps` as a graph: (new state, history)."""
         return self.adam_steps(state, images, weights, iterations, lam, learning_rate)
 
     @tf.function(reduce_retracing=True)
-    def _finish(self, z, images, weights, lam, restarts):
+    def finish(self, z, images, weights, lam, restarts):
+        """`select_best` as a graph."""
         return self.select_best(z, images, weights, lam, restarts)
 
     def run(self, images, masks, settings=SearchSettings(), chunk=100, progress=None):
@@ -238,16 +243,16 @@ class LatentSearch:
         lam = tf.constant(settings.lam, tf.float32)
         lr = tf.constant(settings.learning_rate, tf.float32)
         restarts = tf.constant(settings.restarts, tf.int32)
-        tiled, weights, state = self._start(images, masks, restarts, tf.constant(settings.seed))
+        tiled, weights, state = self.start(images, masks, restarts, tf.constant(settings.seed))
         history, done = [], 0
         while done < settings.iterations:
             n = min(chunk, settings.iterations - done)
-            state, losses = self._continue(state, tiled, weights, tf.constant(n), lam, lr)
+            state, losses = self.advance(state, tiled, weights, tf.constant(n), lam, lr)
             history.append(losses)
             done += n
             if progress is not None:
                 progress(done, settings.iterations)
-        result = self._finish(state[0], tiled, weights, lam, restarts)
+        result = self.finish(state[0], tiled, weights, lam, restarts)
         result["history"] = (
             tf.concat(history, axis=0) if history else tf.zeros([0, tf.shape(tiled)[0]])
         )

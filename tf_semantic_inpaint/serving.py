@@ -92,7 +92,7 @@ def _request(url, payload=None, timeout=DEFAULT_TIMEOUT):
         except (ValueError, KeyError, TypeError):
             message = body.decode("utf-8", "replace").strip()[:300] or error.reason
         raise ServingError(f"{url} answered HTTP {error.code}: {message}") from None
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise _timeout_error(url, timeout) from None
     except urllib.error.URLError as error:
         if isinstance(error.reason, (TimeoutError, socket.timeout)):
@@ -637,7 +637,9 @@ def serve(model_base, host="127.0.0.1", port=DEFAULT_PORT, max_body_bytes=DEFAUL
     This is for development without Docker. Production serving is TF Serving itself,
     which loads the same model base:
 
-        docker run -p 8501:8501 --mount type=bind,source=$PWD/saved_models/fashion_mnist,target=/models/fashion_mnist -e MODEL_NAME=fashion_mnist -t tensorflow/serving
+        docker run -p 8501:8501 \\
+          --mount type=bind,source=$PWD/saved_models/fashion_mnist,target=/models/fashion_mnist \\
+          -e MODEL_NAME=fashion_mnist -t tensorflow/serving
 
     Either way, try it with
 

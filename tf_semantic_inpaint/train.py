@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from tf_semantic_inpaint import data
+from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.gan import build_gan
 from tf_semantic_inpaint.images import grid, write_bytes_atomic, write_image
-from tf_semantic_inpaint.errors import InpaintError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 # Fields that fix the model; a resumed run must agree on them.
@@ -99,8 +99,9 @@ def _validate_out(out, config, resume):
                 k: (getattr(previous, k), getattr(config, k))
                 for k in _MODEL_FIELDS if getattr(previous, k) != getattr(config, k)
             }
+            differences = ", ".join(f"{k}: {a} there, {b} here" for k, (a, b) in diff.items())
             raise TrainingError(
-                f"{out} holds a different run ({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in diff.items())}); "
+                f"{out} holds a different run ({differences}); "
                 "resume with the same settings or choose another --out."
             )
     elif resume:

@@ -1,0 +1,126 @@
+"""Choosing the search defaults by measurement on VALIDATION images (never test).
+
+    python benchmarks/search_defaults.py RUN_DIR [--n 64] [--iterations 1500]
+
+For a trained run (tfinpaint train --out RUN_DIR), on the first n images of the
+validation split under each of the paper's four masks:
+1. PSNR of the completion (composite and Poisson-blended) against iterations, with the
+   starting settings, read off every `chunk` steps of one long search;
+2. one-at-a-time sweeps of the learning rate, λ, restarts, window and prior at a
+   fixed iteration budget.
+Prints tables and writes results/search_defaults.json; the defaults in
+search.SearchSettings cite this file.
+"""
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+
+from common import machine, save
+
+MASKS = ("center", "pattern", "random", "half")
+
+
+def _psnr(a, b):
+    return 10 * np.log10(1.0 / np.maximum(np.mean((a - b) ** 2, axis=(1, 2, 3)), 1e-10))
+
+
+def validation_set(config, n):
+    from tf_semantic_inpaint import data
+    from tf_semantic_inpaint.masks import make_mask
+
+    ds, _ = data.load_images(config.dataset, "validation", config.resolution, config.channels)
+    images = np.stack(list(ds.take(n).as_numpy_iterator())) * 0.5 + 0.5
+    masks = {k: np.stack([make_mask(k, config.resolution, config.resolution, seed=10_000 + i)
+                          for i in range(n)]) for k in MASKS}
+    return images.astype(np.float32), masks
+
+
+def curve(search, images, masks, settings, chunk):
+    """[(iterations, mean PSNR composite, mean PSNR blended)] along one search."""
+    import tensorflow as tf
+
+    from tf_semantic_inpaint.blend import composite, poisson_blend
+
+    lam, lr = tf.constant(settings.lam), tf.constant(settings.learning_rate)
+    restarts = tf.constant(settings.restarts)
+    tiled, weights, state = search.start(tf.constant(images * 2 - 1), tf.constant(masks), restarts,
+                                           tf.constant(settings.seed))
+    points, done = [], 0
+    while True:
+        best = search.select_best(state[0], tiled, weights, lam, restarts)
+        generated = np.clip(best["generated"].numpy() * 0.5 + 0.5, 0, 1)
+        comp = np.stack([composite(y, g, m) for y, g, m in zip(images, generated, masks)])
+        blend = np.stack([poisson_blend(y, g, m) for y, g, m in zip(images, generated, masks)])
+        points.append((done, float(_psnr(comp, images).mean()), float(_psnr(blend, images).mean())))
+        if done >= settings.iterations:
+            return points
+        state, _ = search.advance(state, tiled, weights, tf.constant(chunk), lam, lr)
+        done += chunk
+
+
+def score(generator, discriminator, images, masks, settings):
+    """Mean PSNR (composite, blended) per mask kind and over all four, at settings.iterations."""
+    from tf_semantic_inpaint.search import LatentSearch
+
+    search = LatentSearch(generator, discriminator, window=settings.window, prior=settings.prior)
+    out = {}
+    for kind in MASKS:
+        last = curve(search, images, masks[kind], settings, settings.iterations)[-1]
+        out[kind] = {"composite": round(last[1], 3), "blended": round(last[2], 3)}
+    out["mean"] = {k: round(float(np.mean([out[m][k] for m in MASKS])), 3) for k in ("composite", "blended")}
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("run_dir")
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--iterations", type=int, default=1500, help="length of the PSNR curve")
+    parser.add_argument("--budget", type=int, default=500, help="iterations in the sweeps")
+    parser.add_argument("--chunk", type=int, default=100)
+    args = parser.parse_args()
+
+    from tf_semantic_inpaint.export import load_trained_models
+    from tf_semantic_inpaint.search import LatentSearch, SearchSettings
+
+    generator, discriminator, config = load_trained_models(args.run_dir)
+    images, masks = validation_set(config, args.n)
+    start = SearchSettings(iterations=args.iterations)
+    result = {"machine": machine(), "run_dir": args.run_dir, "n_validation_images": args.n,
+              "start_settings": dataclasses.asdict(start)}
+
+    t0 = time.perf_counter()
+    search = LatentSearch(generator, discriminator)
+    result["curve"] = {k: curve(search, images, masks[k], start, args.chunk) for k in MASKS}
+    print("PSNR (composite / blended) against iterations, validation images:")
+    for i, (iterations, _, _) in enumerate(result["curve"]["center"]):
+        cells = "  ".join(f"{k}: {result['curve'][k][i][1]:5.2f}/{result['curve'][k][i][2]:5.2f}" for k in MASKS)
+        print(f"  {iterations:5d}  {cells}")
+    print(f"  ({time.perf_counter() - t0:.0f} s)")
+
+    base = dataclasses.replace(start, iterations=args.budget)
+    sweeps = {
+        "learning_rate": [0.01, 0.03, 0.1],
+        "lam": [0.0, 0.003, 0.03, 0.3],
+        "restarts": [1, 2, 4, 8],
+        "window": [3, 7, 11],
+        "prior": ["paper", "nonsaturating"],
+    }
+    result["sweeps"] = {}
+    for field, values in sweeps.items():
+        result["sweeps"][field] = {}
+        for value in values:
+            settings = dataclasses.replace(base, **{field: value})
+            scores = score(generator, discriminator, images, masks, settings)
+            result["sweeps"][field][str(value)] = scores
+            print(f"{field:14s} {value!s:14s} mean composite {scores['mean']['composite']:5.2f} "
+                  f"blended {scores['mean']['blended']:5.2f}   " +
+                  "  ".join(f"{k} {scores[k]['blended']:5.2f}" for k in MASKS), flush=True)
+    save("search_defaults", result)
+
+
+if __name__ == "__main__":
+    main()
