@@ -1,0 +1,78 @@
+"""The model that ships in saved_models/: found after `pip install .`, and it works."""
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+
+from tf_semantic_inpaint import inpaint as inpainting
+from tf_semantic_inpaint.baselines import biharmonic
+from tf_semantic_inpaint.masks import MASK_TYPES, make_mask
+from tf_semantic_inpaint.metrics import psnr
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return inpainting.LocalModel()
+
+
+def test_shipped_model_and_its_card(shipped):
+    assert shipped.path.startswith(os.path.join(REPO, "saved_models")) or "site-packages" in shipped.path
+    assert (shipped.resolution, shipped.channels) == (28, 1)
+    card = shipped.card
+    assert card["dataset"] == "fashion_mnist"
+    assert card["training_command"].startswith("tfinpaint train")
+    assert card["epochs"] >= 10
+
+
+def test_cli_default_model_on_a_real_test_image_from_another_directory(tmp_path, fashion_mnist_test_images):
+    """No --model, run from elsewhere: the installed (or checkout) shipped model is found."""
+    image = (fashion_mnist_test_images[7, ..., 0] * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "in.png"), image)
+    exe = os.path.join(os.path.dirname(sys.executable), "tfinpaint")
+    result = subprocess.run([exe, "inpaint", "in.png", "--mask-type", "center", "-o", "out.png",
+                             "--iterations", "100"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    known = make_mask("center", 28, 28)[..., 0] == 1
+    assert out.shape == image.shape
+    np.testing.assert_array_equal(out[known], image[known])
+
+
+@pytest.mark.slow
+def test_shipped_model_beats_biharmonic_on_real_validation_images(shipped):
+    """With its default search, the shipped model fills holes better than smooth interpolation."""
+    from tf_semantic_inpaint import data
+
+    data.prepare("fashion_mnist")
+    ds, _ = data.load_images("fashion_mnist", "validation", 28)
+    images = np.stack(list(ds.take(12).as_numpy_iterator())) * 0.5 + 0.5
+    for kind in MASK_TYPES:
+        masks = [make_mask(kind, 28, 28, seed=500 + i) for i in range(len(images))]
+        results = inpainting.inpaint_batch(list(images), masks, shipped)
+        ours = np.mean([psnr(r.output, y) for r, y in zip(results, images)])
+        smooth = np.mean([psnr(biharmonic(y * m, m), y) for y, m in zip(images, masks)])
+        assert ours > smooth + 1.0, (kind, ours, smooth)
+
+
+@pytest.mark.slow
+def test_wheel_carries_the_shipped_model(tmp_path):
+    """`pip install .` installs saved_models/ inside the package (setup.py's build step)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", REPO, "--no-deps", "-w", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    wheel = next(p for p in os.listdir(tmp_path) if p.endswith(".whl"))
+    names = zipfile.ZipFile(tmp_path / wheel).namelist()
+    for version in os.listdir(os.path.join(REPO, "saved_models", "fashion_mnist")):
+        assert f"tf_semantic_inpaint/saved_models/fashion_mnist/{version}/saved_model.pb" in names
+        assert f"tf_semantic_inpaint/saved_models/fashion_mnist/{version}/model_card.json" in names
+    assert any(n.startswith("tf_semantic_inpaint/saved_models/fashion_mnist/") and "/variables/" in n
+               for n in names)
