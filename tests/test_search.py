@@ -56,20 +56,34 @@ def test_recovers_an_image_made_by_g_far_better_than_a_mean_fill(tiny_models, se
         assert ours > mean_fill + 6, (i, ours, mean_fill)
 
 
-def test_restarts_keep_the_candidate_with_the_lowest_final_loss(search, fashion_mnist_test_images):
+def test_restarts_keep_the_candidate_with_the_lowest_loss(search, fashion_mnist_test_images):
     images = tf.constant(fashion_mnist_test_images[:3] * 2 - 1)
     masks = tf.constant(_batch("pattern", 3))
     restarts, lam = tf.constant(5), tf.constant(0.003)
     tiled, weights, state = search.prepare(images, masks, restarts, tf.constant(4))
-    (z, _, _, _), _ = search.adam_steps(state, tiled, weights, tf.constant(20), lam, tf.constant(0.05))
-    context, prior, _ = search.losses(z, tiled, weights, lam)
-    per_candidate = tf.reshape(context + prior, [3, 5]).numpy()
-    best = search.select_best(z, tiled, weights, lam, restarts)
+    state, history = search.adam_steps(state, tiled, weights, tf.constant(20), lam, tf.constant(0.05))
+    final_context, final_prior, _ = search.losses(state[0], tiled, weights, lam)
+    # Each candidate's best: the lowest loss along its path or at its final z.
+    per_candidate = np.minimum(history.numpy().min(axis=0), (final_context + final_prior).numpy())
+    np.testing.assert_allclose(state[5].numpy(), history.numpy().min(axis=0), rtol=1e-6)
+    per_candidate = per_candidate.reshape(3, 5)
+    best = search.select_best(state, tiled, weights, lam, restarts)
     np.testing.assert_array_equal(best["best_restart"].numpy(), per_candidate.argmin(axis=1))
     np.testing.assert_allclose(
-        (best["context_loss"] + best["prior_loss"]).numpy(), per_candidate.min(axis=1), rtol=1e-6
+        (best["context_loss"] + best["prior_loss"]).numpy(), per_candidate.min(axis=1), rtol=1e-5
     )
-    assert len(set(per_candidate.argmin(axis=1))) >= 1 and np.ptp(per_candidate, axis=1).min() > 0
+    assert np.ptp(per_candidate, axis=1).min() > 0  # the restarts really differ
+
+
+def test_the_best_visited_z_is_kept_when_the_last_steps_get_worse(search, fashion_mnist_test_images):
+    """A learning rate far too large makes Adam wander off: the result is still the best z seen."""
+    images = fashion_mnist_test_images[:2] * 2 - 1
+    masks = _batch("center", 2)
+    result = _call(search, images, masks, iterations=40, lr=5.0, restarts=1)
+    history = result["history"].numpy()
+    final = (result["context_loss"] + result["prior_loss"]).numpy()
+    assert np.all(final <= history.min(axis=0) + 1e-4)
+    assert np.any(history[-1] > final + 1e-3)  # the path did end worse than the kept z
 
 
 def test_same_seed_same_result_other_seed_other_start(search, fashion_mnist_test_images):

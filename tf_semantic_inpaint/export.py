@@ -77,7 +77,12 @@ class InpaintingModule(tf.Module):
         )
 
         def inpaint_with_settings(images, masks, iterations, lam, learning_rate, restarts, seed):
-            masks = _binary(masks)
+            same_batch = tf.debugging.assert_equal(
+                tf.shape(images)[0], tf.shape(masks)[0],
+                message="images and masks must have the same batch size",
+            )
+            with tf.control_dependencies([same_batch]):  # before anything mixes the two
+                masks = _binary(masks)
             result = search.search(images * 2.0 - 1.0, masks, iterations, lam, learning_rate, restarts, seed)
             generated = tf.clip_by_value(result["generated"] * 0.5 + 0.5, 0.0, 1.0)
             return {
@@ -167,22 +172,23 @@ class InpaintingModule(tf.Module):
             ),
             input_signature=[images_spec, masks_spec, scalar(tf.int32), scalar(tf.int32)],
         )
+        state_spec = (z_spec, z_spec, z_spec, scalar(tf.int32), z_spec, tf.TensorSpec([None], tf.float32))
         self.search_steps = tf.function(
-            lambda z, m, v, t, images, weights, iterations, lam, learning_rate: search.adam_steps(
-                (z, m, v, t), images, weights, iterations, lam, learning_rate
+            lambda state, images, weights, iterations, lam, learning_rate: search.adam_steps(
+                state, images, weights, iterations, lam, learning_rate
             ),
-            input_signature=[z_spec, z_spec, z_spec, scalar(tf.int32), n_images, n_weights,
-                             scalar(tf.int32), scalar(tf.float32), scalar(tf.float32)],
+            input_signature=[state_spec, n_images, n_weights, scalar(tf.int32), scalar(tf.float32),
+                             scalar(tf.float32)],
         )
 
-        def search_finish(z, images, weights, lam, restarts):
-            result = search.select_best(z, images, weights, lam, restarts)
+        def search_finish(state, images, weights, lam, restarts):
+            result = search.select_best(state, images, weights, lam, restarts)
             result["generated"] = tf.clip_by_value(result["generated"] * 0.5 + 0.5, 0.0, 1.0)
             return result
 
         self.search_finish = tf.function(
             search_finish,
-            input_signature=[z_spec, n_images, n_weights, scalar(tf.float32), scalar(tf.int32)],
+            input_signature=[state_spec, n_images, n_weights, scalar(tf.float32), scalar(tf.int32)],
         )
 
     def signatures(self):

@@ -122,20 +122,20 @@ class LocalModel:
             )
         f32 = lambda x: tf.constant(x, tf.float32)  # noqa: E731
         restarts = tf.constant(settings.restarts)
-        tiled, weights, (z, m, v, t) = self._loaded.search_start(
+        tiled, weights, state = self._loaded.search_start(
             f32(images), f32(masks), restarts, tf.constant(settings.seed)
         )
         history, done = [], 0
         while done < settings.iterations:
             n = min(chunk, settings.iterations - done)
-            (z, m, v, t), losses = self._loaded.search_steps(
-                z, m, v, t, tiled, weights, tf.constant(n), f32(settings.lam), f32(settings.learning_rate)
+            state, losses = self._loaded.search_steps(
+                state, tiled, weights, tf.constant(n), f32(settings.lam), f32(settings.learning_rate)
             )
             history.append(losses.numpy())
             done += n
             if progress is not None:
                 progress(done, settings.iterations)
-        result = self._loaded.search_finish(z, tiled, weights, f32(settings.lam), restarts)
+        result = self._loaded.search_finish(state, tiled, weights, f32(settings.lam), restarts)
         result = {k: v.numpy() for k, v in result.items()}
         result["history"] = np.concatenate(history) if history else np.zeros((0, len(tiled)))
         return result

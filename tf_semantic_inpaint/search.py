@@ -4,9 +4,10 @@
     L_p(z) = λ log(1 - D(G(z)))            prior loss ("paper"), or λ (-log D(G(z)))
                                            ("nonsaturating"), both from D's logit
 
-Adam on z, z clipped to [-1, 1] after every step. Several random restarts per
-image run together in the batch dimension; the candidate with the lowest final
-L_c + L_p wins. The whole optimisation is one `tf.while_loop` inside one
+Adam on z, z clipped to [-1, 1] after every step. Each candidate keeps the best
+z it has visited (Adam at a useful learning rate still jitters at the end, by as
+much as the gaps between restarts). Several random restarts per image run
+together in the batch dimension; the candidate with the lowest L_c + L_p wins. The whole optimisation is one `tf.while_loop` inside one
 `tf.function` (a Python loop of eager steps is 4x-10x slower on CPU; XLA is slower
 too), so it exports into a SavedModel and runs in TF Serving unchanged.
 
@@ -109,20 +110,25 @@ class LatentSearch:
         """Run `iterations` Adam steps on z inside one tf.while_loop.
 
         Args:
-            state: (z [n, z_dim], m [n, z_dim], v [n, z_dim], t int32 scalar), Adam's state.
+            state: (z, m, v [n, z_dim]: Adam's iterate and moments; t: int32 step count;
+                best_z [n, z_dim], best_loss [n]: the lowest-loss z visited so far).
             images, weights: as in `losses`, already repeated per restart.
 
         Returns:
-            (new state, total loss per step float32 [iterations, n]).
+            (new state, history): history float32 [iterations, n] is the loss
+            L_c + L_p of every candidate at the z each step started from.
         """
 
-        def step(i, z, m, v, t, history):
+        def step(i, z, m, v, t, best_z, best_loss, history):
             with tf.GradientTape() as tape:
                 tape.watch(z)
                 context, prior, _ = self.losses(z, images, weights, lam)
                 total = context + prior
                 summed = tf.reduce_sum(total)  # candidates are independent: one gradient call
             grad = tape.gradient(summed, z)
+            improved = total < best_loss
+            best_z = tf.where(improved[:, tf.newaxis], z, best_z)
+            best_loss = tf.minimum(total, best_loss)
             t = t + 1
             m = _BETA_1 * m + (1.0 - _BETA_1) * grad
             v = _BETA_2 * v + (1.0 - _BETA_2) * tf.square(grad)
@@ -130,32 +136,33 @@ class LatentSearch:
             m_hat = m / (1.0 - tf.pow(_BETA_1, tf32))
             v_hat = v / (1.0 - tf.pow(_BETA_2, tf32))
             z = tf.clip_by_value(z - learning_rate * m_hat / (tf.sqrt(v_hat) + _EPSILON), -1.0, 1.0)
-            return i + 1, z, m, v, t, history.write(i, total)
+            return i + 1, z, m, v, t, best_z, best_loss, history.write(i, total)
 
-        z, m, v, t = state
         history = tf.TensorArray(tf.float32, size=iterations, element_shape=tf.TensorShape([None]))
-        _, z, m, v, t, history = tf.while_loop(
-            lambda i, *_: i < iterations,
-            step,
-            (tf.constant(0), z, m, v, t, history),
+        _, *state, history = tf.while_loop(
+            lambda i, *_: i < iterations, step, (tf.constant(0), *state, history)
         )
         # Stacking an empty TensorArray fails; zero iterations give an empty history.
         history = tf.cond(
-            iterations > 0, history.stack, lambda: tf.zeros([0, tf.shape(z)[0]], tf.float32)
+            iterations > 0, history.stack, lambda: tf.zeros([0, tf.shape(state[0])[0]], tf.float32)
         )
-        return (z, m, v, t), history
+        return tuple(state), history
 
-    def select_best(self, z, images, weights, lam, restarts):
-        """Keep, per image, the restart with the lowest final L_c + L_p.
+    def select_best(self, state, images, weights, lam, restarts):
+        """Per candidate the better of its final and best visited z; per image the best restart.
 
         Args:
-            z: float32 [batch * restarts, z_dim], restarts of image b at rows b*restarts...
+            state: the search state of `adam_steps`; rows b*restarts ... (b+1)*restarts-1
+                are the restarts of image b.
             images, weights: repeated per restart, [batch * restarts, ...].
 
         Returns:
             dict: z [batch, z_dim], generated [batch, H, W, C] in [-1, 1],
             context_loss [batch], prior_loss [batch], best_restart int32 [batch].
         """
+        z, _, _, _, best_z, best_loss = state
+        context, prior, _ = self.losses(z, images, weights, lam)
+        z = tf.where((context + prior < best_loss)[:, tf.newaxis], z, best_z)
         context, prior, generated = self.losses(z, images, weights, lam)
         best = tf.argmin(tf.reshape(context + prior, [-1, restarts]), axis=1, output_type=tf.int32)
         rows = tf.range(tf.shape(best)[0]) * restarts + best
@@ -190,7 +197,8 @@ class LatentSearch:
         images = tf.repeat(images, restarts, axis=0)
         weights = tf.repeat(weights, restarts, axis=0)
         z = self.initial_z(tf.shape(images)[0], seed)
-        return images, weights, (z, tf.zeros_like(z), tf.zeros_like(z), tf.constant(0))
+        never = tf.fill([tf.shape(z)[0]], float("inf"))  # no z visited yet
+        return images, weights, (z, tf.zeros_like(z), tf.zeros_like(z), tf.constant(0), z, never)
 
     # --- the whole search ---------------------------------------------------------
 
@@ -209,8 +217,8 @@ class LatentSearch:
         """
         tf.debugging.assert_non_negative(iterations, message="iterations must be >= 0")
         images, weights, state = self.prepare(images, masks, restarts, seed)
-        (z, _, _, _), history = self.adam_steps(state, images, weights, iterations, lam, learning_rate)
-        result = self.select_best(z, images, weights, lam, restarts)
+        state, history = self.adam_steps(state, images, weights, iterations, lam, learning_rate)
+        result = self.select_best(state, images, weights, lam, restarts)
         result["history"] = history
         return result
 
@@ -227,9 +235,9 @@ class LatentSearch:
         return self.adam_steps(state, images, weights, iterations, lam, learning_rate)
 
     @tf.function(reduce_retracing=True)
-    def finish(self, z, images, weights, lam, restarts):
+    def finish(self, state, images, weights, lam, restarts):
         """`select_best` as a graph."""
-        return self.select_best(z, images, weights, lam, restarts)
+        return self.select_best(state, images, weights, lam, restarts)
 
     def run(self, images, masks, settings=SearchSettings(), chunk=100, progress=None):
         """The search in chunks of `chunk` iterations, calling `progress(done, total)`.
@@ -252,7 +260,7 @@ class LatentSearch:
             done += n
             if progress is not None:
                 progress(done, settings.iterations)
-        result = self.finish(state[0], tiled, weights, lam, restarts)
+        result = self.finish(state, tiled, weights, lam, restarts)
         result["history"] = (
             tf.concat(history, axis=0) if history else tf.zeros([0, tf.shape(tiled)[0]])
         )
