@@ -22,6 +22,7 @@ import time
 import urllib.request
 
 import numpy as np
+
 from common import best_of, machine, matmul_peak_gflops, save
 
 
@@ -51,9 +52,14 @@ def in_process_vs_exported(run_dir, model_path):
         masks = np.stack([make_mask("center", 28, 28)] * batch)
         settings = lambda n: SearchSettings(iterations=n, restarts=1)  # noqa: E731
         iterations = 200 if batch == 1 else 50
-        keras_step = per_step(lambda n: keras_search.run(images * 2 - 1, masks, settings(n), chunk=n)["z"].numpy(),
-                              iterations)
-        exported_step = per_step(lambda n: exported.search(images, masks, settings(n), chunk=n), iterations)
+        def in_process(n, images=images, masks=masks):
+            return keras_search.run(images * 2 - 1, masks, settings(n), chunk=n)["z"].numpy()
+
+        def from_export(n, images=images, masks=masks):
+            return exported.search(images, masks, settings(n), chunk=n)
+
+        keras_step = per_step(in_process, iterations)
+        exported_step = per_step(from_export, iterations)
         rows.append({"batch": batch, "in_process_seconds_per_step": round(keras_step, 5),
                      "exported_seconds_per_step": round(exported_step, 5),
                      "exported_over_in_process": round(exported_step / keras_step, 3)})

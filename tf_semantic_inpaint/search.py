@@ -7,9 +7,11 @@
 Adam on z, z clipped to [-1, 1] after every step. Each candidate keeps the best
 z it has visited (Adam at a useful learning rate still jitters at the end, by as
 much as the gaps between restarts). Several random restarts per image run
-together in the batch dimension; the candidate with the lowest L_c + L_p wins. The whole optimisation is one `tf.while_loop` inside one
-`tf.function` (a Python loop of eager steps is 4x-10x slower on CPU; XLA is slower
-too), so it exports into a SavedModel and runs in TF Serving unchanged.
+together in the batch dimension; the candidate with the lowest L_c + L_p wins.
+
+The whole optimisation is one `tf.while_loop` inside one `tf.function` (a Python
+loop of eager steps is 4x-10x slower on CPU; XLA is slower too), so it exports
+into a SavedModel and runs in TF Serving unchanged.
 
 Images here are in G's range [-1, 1], at G's resolution; `inpaint.py` converts.
 """
