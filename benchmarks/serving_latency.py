@@ -46,11 +46,11 @@ def in_process_vs_exported(run_dir, model_path):
     keras_search = LatentSearch(generator, discriminator)
     exported = LocalModel(model_path)
     rows = []
+    settings = lambda n: SearchSettings(iterations=n, restarts=1)
     for batch in (1, 64):
         rng = np.random.default_rng(0)
         images = rng.uniform(0, 1, (batch, 28, 28, 1)).astype(np.float32)
         masks = np.stack([make_mask("center", 28, 28)] * batch)
-        settings = lambda n: SearchSettings(iterations=n, restarts=1)  # noqa: E731
         iterations = 200 if batch == 1 else 50
         def in_process(n, images=images, masks=masks):
             return keras_search.run(images * 2 - 1, masks, settings(n), chunk=n)["z"].numpy()
