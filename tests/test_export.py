@@ -80,6 +80,9 @@ def test_run_without_final_models_exports_its_newest_checkpoint(tmp_path):
     gan = training.train(config, out, verbose=0)
     os.remove(os.path.join(out, "generator.keras"))  # as if interrupted before the end
     path = exporting.export(out, str(tmp_path / "m"), settings=SETTINGS)
+    card = exporting.read_card(path)
+    assert [s["epochs"] for s in card["training_sessions"]] == [[0, 1]]
+    assert card["training_seconds"] == card["training_sessions"][0]["seconds"] > 0
     loaded = tf.saved_model.load(path)
     z = np.random.default_rng(0).uniform(-1, 1, (2, 100)).astype(np.float32)
     np.testing.assert_allclose(

@@ -34,8 +34,10 @@ def run(tmp_path_factory):
 def test_run_directory_has_checkpoints_samples_logs_and_models(run):
     out, _ = run
     assert sorted(os.listdir(out)) == [
-        "checkpoints", "discriminator.keras", "generator.keras", "logs", "run.json", "samples"
+        "checkpoints", "discriminator.keras", "generator.keras", "logs", "run.json", "samples", "sessions.json"
     ]
+    (session,) = training.load_sessions(out)
+    assert session["epochs"] == [0, 2] and session["seconds"] > 0
     assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith("ckpt-2")
     samples = sorted(os.listdir(os.path.join(out, "samples")))
     assert samples == ["epoch_001.png", "epoch_002.png"]
@@ -78,6 +80,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tmp_path):
     for a, b in zip(after_one, _weights(gan)):
         np.testing.assert_array_equal(a, b)
     assert sorted(os.listdir(os.path.join(out, "samples"))) == ["epoch_001.png", "epoch_002.png"]
+    assert [s["epochs"] for s in training.load_sessions(out)] == [[0, 1], [1, 2]]
 
 
 def _snapshot(folder):

@@ -254,6 +254,9 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
     if os.path.exists(target) and not force:
         raise ExportError(f"{target} exists; pass --force to replace it or choose another --version.")
     generator, discriminator, config = load_trained_models(run_dir)
+    from tf_semantic_inpaint.train import load_sessions
+
+    sessions = load_sessions(run_dir)
     module = InpaintingModule(generator, discriminator, settings)
     card = {
         "format": "tf-semantic-inpaint model card 1",
@@ -267,6 +270,8 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "seed": config.seed,
+        "training_sessions": sessions,
+        "training_seconds": round(sum(session["seconds"] for session in sessions), 1),
         "search_defaults": dataclasses.asdict(settings),
         "signatures": sorted(module.signatures()),
         **(notes or {}),

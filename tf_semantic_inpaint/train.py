@@ -2,6 +2,7 @@
 
 A run directory holds:
     run.json          the configuration (what `tfinpaint export` reads back)
+    sessions.json     every `train` invocation: command, start, seconds, epochs done
     checkpoints/      tf.train checkpoints of G, D, both optimizers and the epoch
     samples/          epoch_001.png, ...: G(z) for a fixed z, in inference mode
     logs/             TensorBoard
@@ -9,11 +10,13 @@ A run directory holds:
 """
 
 import dataclasses
+import datetime
 import json
 import math
 import os
 import shutil
 import sys
+import time
 
 import keras
 import numpy as np
@@ -245,10 +248,15 @@ def train(config, out, resume=False, verbose="auto"):
             _SampleGrid(os.path.join(work, "samples"), fixed_z),
             keras.callbacks.TensorBoard(os.path.join(work, "logs"), write_graph=False),
         ]
-        gan.fit(
-            dataset.repeat(), epochs=config.epochs, steps_per_epoch=steps,
-            initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False, verbose=verbose,
-        )
+        started = time.time()
+        try:
+            gan.fit(
+                dataset.repeat(), epochs=config.epochs, steps_per_epoch=steps,
+                initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False, verbose=verbose,
+            )
+        finally:  # interrupted sessions count too: the model card reports the real training time
+            if chief:
+                _record_session(out, config.command, started, initial_epoch, int(epoch_var.numpy()))
         if nan_guard.failed_at is not None:
             _, batch, bad = nan_guard.failed_at
             last = manager.latest_checkpoint or "none"
@@ -262,6 +270,28 @@ def train(config, out, resume=False, verbose="auto"):
     else:
         shutil.rmtree(work, ignore_errors=True)
     return gan
+
+
+def _record_session(out, command, started, from_epoch, to_epoch):
+    """Append one training session to `out`/sessions.json."""
+    path = os.path.join(out, "sessions.json")
+    sessions = load_sessions(out)
+    sessions.append({
+        "command": command,
+        "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 1),
+        "epochs": [from_epoch, to_epoch],
+    })
+    write_bytes_atomic(path, json.dumps(sessions, indent=2).encode())
+
+
+def load_sessions(run_dir):
+    """The training sessions recorded in `run_dir`/sessions.json ([] if none)."""
+    path = os.path.join(run_dir, "sessions.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return json.load(f)
 
 
 def save_models(gan, out):
