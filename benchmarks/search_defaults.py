@@ -50,7 +50,7 @@ def curve(search, images, masks, settings, chunk):
                                            tf.constant(settings.seed))
     points, done = [], 0
     while True:
-        best = search.select_best(state[0], tiled, weights, lam, restarts)
+        best = search.finish(state, tiled, weights, lam, restarts)
         generated = np.clip(best["generated"].numpy() * 0.5 + 0.5, 0, 1)
         comp = np.stack([composite(y, g, m) for y, g, m in zip(images, generated, masks)])
         blend = np.stack([poisson_blend(y, g, m) for y, g, m in zip(images, generated, masks)])
@@ -79,7 +79,8 @@ def main():
     parser.add_argument("run_dir")
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=1500, help="length of the PSNR curve")
-    parser.add_argument("--budget", type=int, default=500, help="iterations in the sweeps")
+    parser.add_argument("--budget", type=int, default=400, help="iterations in the sweeps")
+    parser.add_argument("--restarts", type=int, default=2, help="restarts in the sweeps (but their own)")
     parser.add_argument("--chunk", type=int, default=100)
     args = parser.parse_args()
 
@@ -101,20 +102,23 @@ def main():
         print(f"  {iterations:5d}  {cells}")
     print(f"  ({time.perf_counter() - t0:.0f} s)")
 
-    base = dataclasses.replace(start, iterations=args.budget)
+    base = dataclasses.replace(start, iterations=args.budget, restarts=args.restarts)
+    result["sweep_base"] = dataclasses.asdict(base)
     sweeps = {
         "learning_rate": [0.01, 0.03, 0.1],
         "lam": [0.0, 0.003, 0.03, 0.3],
-        "restarts": [1, 2, 4, 8],
-        "window": [3, 7, 11],
+        "window": [3, 7, 15, 27],  # 27 at 28x28: every known pixel near any hole counts
         "prior": ["paper", "nonsaturating"],
+        "restarts": [1, 2, 4, 8],
     }
-    result["sweeps"] = {}
+    result["sweeps"], done = {}, {}
     for field, values in sweeps.items():
         result["sweeps"][field] = {}
         for value in values:
             settings = dataclasses.replace(base, **{field: value})
-            scores = score(generator, discriminator, images, masks, settings)
+            if settings not in done:  # the base setting recurs in every sweep
+                done[settings] = score(generator, discriminator, images, masks, settings)
+            scores = done[settings]
             result["sweeps"][field][str(value)] = scores
             print(f"{field:14s} {value!s:14s} mean composite {scores['mean']['composite']:5.2f} "
                   f"blended {scores['mean']['blended']:5.2f}   " +

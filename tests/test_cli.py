@@ -76,15 +76,23 @@ def cli_run(tmp_path_factory):
     assert first.exit_code == 0, first.output
     resumed = invoke("train", "--epochs", "2", "--resume", "--out", run)  # settings from run.json
     assert resumed.exit_code == 0, resumed.output
-    result = invoke("export", run, "--out", root / "models" / "tiny", *FAST)
+    result = invoke("export", run, "--out", root / "models" / "tiny", *FAST, "--window", "7")
     assert result.exit_code == 0, result.output
     return root
 
 
 def test_train_resume_and_export_write_what_they_say(cli_run):
+    import json
+
     run = cli_run / "run"
     assert sorted(os.listdir(run / "samples")) == ["epoch_001.png", "epoch_002.png"]
     assert (cli_run / "models" / "tiny" / "1" / "saved_model.pb").is_file()
+    card = json.loads((cli_run / "models" / "tiny" / "1" / "model_card.json").read_text())
+    assert card["search_defaults"]["window"] == 7 and card["search_defaults"]["iterations"] == 20
+    assert card["epochs"] == 2 and [s["epochs"] for s in card["training_sessions"]] == [[0, 1], [1, 2]]
+    bad = invoke("export", run, "--out", cli_run / "models" / "bad", "--window", "4")
+    assert bad.exit_code == 1 and "odd" in bad.output
+    assert not (cli_run / "models" / "bad").exists()
     again = invoke("train", "--width", "16", "--resume", "--out", run)
     assert again.exit_code == 1 and "holds a different run" in again.output
 

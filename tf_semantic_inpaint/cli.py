@@ -254,8 +254,11 @@ def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, re
 @click.option("--lam", type=float, default=None)
 @click.option("--lr", "learning_rate", type=float, default=None)
 @click.option("--seed", type=int, default=None)
+@click.option("--window", type=int, default=None, help="Side of the importance-weight window N(i).")
+@click.option("--prior", type=click.Choice(["paper", "nonsaturating"]), default=None,
+              help="Prior loss: λ log(1 - D(G(z))) (paper) or -λ log D(G(z)).")
 @_user_errors
-def export(run_dir, out, version, force, **search_options):
+def export(run_dir, out, version, force, window, prior, **search_options):
     """Export a training run as ONE SavedModel (G, D, latent search) for TF Serving.
 
     Writes OUT/<version>/ (saved_model.pb, variables/, model_card.json), atomically.
@@ -264,8 +267,12 @@ def export(run_dir, out, version, force, **search_options):
     from tf_semantic_inpaint import export as exporting
     from tf_semantic_inpaint.search import SearchSettings
 
+    import dataclasses
+
+    settings = _search_settings(SearchSettings(), **search_options)
+    fixed = {k: v for k, v in (("window", window), ("prior", prior)) if v is not None}
     path = exporting.export(run_dir, out, version=version, force=force,
-                            settings=_search_settings(SearchSettings(), **search_options))
+                            settings=dataclasses.replace(settings, **fixed))
     click.echo(f"Exported {path}. Serve it with: tfinpaint serve {out}")
 
 
