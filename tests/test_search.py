@@ -128,7 +128,7 @@ def test_context_loss_is_the_weighted_l1_over_known_pixels(search, fashion_mnist
     result = _call(search, images, masks, iterations=0, lam=0.0, restarts=1)
     from tf_semantic_inpaint.masks import importance_weights
 
-    w = importance_weights(masks, 7).numpy()
+    w = importance_weights(masks, search.window).numpy()
     expected = np.sum(w * np.abs(result["generated"].numpy() - images))
     np.testing.assert_allclose(result["context_loss"].numpy()[0], expected, rtol=1e-5)
     # The hole's contents are ignored: garbage there changes nothing.
