@@ -533,7 +533,7 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
     }
     return Report(
         dataset=dataset, split=split, n=n, resolution=resolution, channels=channels,
-        model_path=getattr(model, "path", None) or getattr(model, "url", None),
+        model_path=_shown_path(getattr(model, "path", None)) or getattr(model, "url", None),
         model_card=getattr(model, "card", {}) or {},
         settings=dataclasses.asdict(settings) if settings is not None else None,
         seed=seed, masks=masks, methods=methods, scores=scores, seconds=seconds,
@@ -589,6 +589,14 @@ def _versions():
 
 
 # --- Files -----------------------------------------------------------------------
+
+def _shown_path(path):
+    """path relative to the working directory when inside it (results get committed), else as is."""
+    if path is None:
+        return None
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
 
 FILES = ("results.md", "results.json", "examples.png")
 
