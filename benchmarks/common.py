@@ -12,6 +12,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the package sets it, before TensorFlow loads
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -52,6 +53,7 @@ def machine():
         "python": sys.version.split()[0],
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
         "load_average": os.getloadavg(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

@@ -264,10 +264,10 @@ def export(run_dir, out, version, force, window, prior, **search_options):
     Writes OUT/<version>/ (saved_model.pb, variables/, model_card.json), atomically.
     """
     _import_tensorflow_quietly()
+    import dataclasses
+
     from tf_semantic_inpaint import export as exporting
     from tf_semantic_inpaint.search import SearchSettings
-
-    import dataclasses
 
     settings = _search_settings(SearchSettings(), **search_options)
     fixed = {k: v for k, v in (("window", window), ("prior", prior)) if v is not None}

@@ -97,18 +97,24 @@ class InpaintingModule(tf.Module):
             return inpaint_with_settings(images, masks, **defaults)
 
         def inpaint_png(image_png, mask_png):
-            def to_model(pngs):
+            def decode(png, mask_bytes):
+                """An image [H, W, ch] in [0, 1] and its known-pixel mask [H, W, 1] from PNG bytes."""
                 image = tf.image.convert_image_dtype(
-                    tf.io.decode_png(pngs[0], channels=ch, dtype=tf.uint16), tf.float32
+                    tf.io.decode_png(png, channels=ch, dtype=tf.uint16), tf.float32
                 )
                 mask = tf.image.convert_image_dtype(
-                    tf.io.decode_png(pngs[1], channels=1, dtype=tf.uint16), tf.float32
+                    tf.io.decode_png(mask_bytes, channels=1, dtype=tf.uint16), tf.float32
                 )
-                tf.debugging.assert_equal(
+                same_size = tf.debugging.assert_equal(
                     tf.shape(image)[:2], tf.shape(mask)[:2],
                     message="mask_png and image_png differ in size",
                 )
-                known = tf.cast(mask < 0.5, tf.float32)  # mask files: white = missing
+                # An explicit dependency: graph optimisers may otherwise run the maths first.
+                with tf.control_dependencies([same_size]):
+                    return tf.identity(image), tf.cast(mask < 0.5, tf.float32)  # white = missing
+
+            def to_model(pngs):
+                image, known = decode(*pngs)
                 small_known = tf.image.resize(known, (res, res), antialias=True)
                 # A low-resolution pixel is known only if every pixel under it is.
                 small_known = tf.cast(small_known >= 0.999, tf.float32)
@@ -124,13 +130,7 @@ class InpaintingModule(tf.Module):
 
             def to_png(args):
                 png, mask_bytes, generated = args
-                image = tf.image.convert_image_dtype(
-                    tf.io.decode_png(png, channels=ch, dtype=tf.uint16), tf.float32
-                )
-                mask = tf.image.convert_image_dtype(
-                    tf.io.decode_png(mask_bytes, channels=1, dtype=tf.uint16), tf.float32
-                )
-                known = tf.cast(mask < 0.5, tf.float32)
+                image, known = decode(png, mask_bytes)
                 big = tf.clip_by_value(
                     tf.image.resize(generated, tf.shape(image)[:2], method="bicubic"), 0.0, 1.0
                 )
