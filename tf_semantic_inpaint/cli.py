@@ -167,9 +167,10 @@ def masks(kind, size, seed, out, force):
                f"{100 * masking.missing_fraction(mask):.1f}% missing.")
 
 
-def _search_settings(defaults, iterations, restarts, lam, learning_rate, seed):
+def _search_settings(defaults, **options):
     """The model's search defaults with the options given on the command line.
 
+    options: SearchSettings fields, None where the option was not given.
     defaults=None (a model behind a server): None when no option is given, so the
     server's baked-in defaults apply, else SearchSettings() with the options.
     """
@@ -177,9 +178,7 @@ def _search_settings(defaults, iterations, restarts, lam, learning_rate, seed):
 
     from tf_semantic_inpaint.search import SearchSettings
 
-    given = dict(iterations=iterations, restarts=restarts, lam=lam,
-                 learning_rate=learning_rate, seed=seed)
-    given = {k: v for k, v in given.items() if v is not None}
+    given = {k: v for k, v in options.items() if v is not None}
     if defaults is None and not given:
         return None
     return dataclasses.replace(defaults or SearchSettings(), **given)
@@ -258,21 +257,17 @@ def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, re
 @click.option("--prior", type=click.Choice(["paper", "nonsaturating"]), default=None,
               help="Prior loss: λ log(1 - D(G(z))) (paper) or -λ log D(G(z)).")
 @_user_errors
-def export(run_dir, out, version, force, window, prior, **search_options):
+def export(run_dir, out, version, force, **search_options):
     """Export a training run as ONE SavedModel (G, D, latent search) for TF Serving.
 
     Writes OUT/<version>/ (saved_model.pb, variables/, model_card.json), atomically.
     """
     _import_tensorflow_quietly()
-    import dataclasses
-
     from tf_semantic_inpaint import export as exporting
     from tf_semantic_inpaint.search import SearchSettings
 
-    settings = _search_settings(SearchSettings(), **search_options)
-    fixed = {k: v for k, v in (("window", window), ("prior", prior)) if v is not None}
     path = exporting.export(run_dir, out, version=version, force=force,
-                            settings=dataclasses.replace(settings, **fixed))
+                            settings=_search_settings(SearchSettings(), **search_options))
     click.echo(f"Exported {path}. Serve it with: tfinpaint serve {out}")
 
 
@@ -352,7 +347,8 @@ def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_siz
     from tf_semantic_inpaint.inpaint import LocalModel
 
     local = LocalModel(model)
-    settings = _search_settings(local.defaults, iterations, restarts, lam, learning_rate, search_seed)
+    settings = _search_settings(local.defaults, iterations=iterations, restarts=restarts, lam=lam,
+                                learning_rate=learning_rate, seed=search_seed)
     report = evaluation.evaluate(local, dataset=dataset, split=split, n=n, masks=masks, methods=methods,
                                  seed=seed, data_dir=data_dir, settings=settings, batch_size=batch_size)
     click.echo(report.to_markdown())
