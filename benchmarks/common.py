@@ -11,8 +11,9 @@ import statistics
 import sys
 import time
 
+import tf_semantic_inpaint  # noqa: F401  (sets TensorFlow's oneDNN default before TensorFlow loads)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as the package sets it, before TensorFlow loads
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 

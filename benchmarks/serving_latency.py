@@ -35,8 +35,6 @@ def per_step(run_search, iterations):
 
 
 def in_process_vs_exported(run_dir, model_path):
-    import tensorflow as tf
-
     from tf_semantic_inpaint.export import load_trained_models
     from tf_semantic_inpaint.inpaint import LocalModel
     from tf_semantic_inpaint.masks import make_mask
@@ -65,7 +63,6 @@ def in_process_vs_exported(run_dir, model_path):
                      "exported_over_in_process": round(exported_step / keras_step, 3)})
         print(f"batch {batch:2d}: in-process {keras_step * 1e3:7.2f} ms/step, exported {exported_step * 1e3:7.2f} "
               f"ms/step (ratio {exported_step / keras_step:.2f})")
-    del tf
     return rows
 
 

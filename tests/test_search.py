@@ -63,10 +63,10 @@ def test_restarts_keep_the_candidate_with_the_lowest_loss(search, fashion_mnist_
     tiled, weights, state = search.prepare(images, masks, restarts, tf.constant(4))
     state, history = search.adam_steps(state, tiled, weights, tf.constant(20), lam, tf.constant(0.05))
     final_context, final_prior, _ = search.losses(state[0], tiled, weights, lam)
+    along_path = history.numpy().min(axis=0)
+    np.testing.assert_allclose(state[5].numpy(), along_path, rtol=1e-6)
     # Each candidate's best: the lowest loss along its path or at its final z.
-    per_candidate = np.minimum(history.numpy().min(axis=0), (final_context + final_prior).numpy())
-    np.testing.assert_allclose(state[5].numpy(), history.numpy().min(axis=0), rtol=1e-6)
-    per_candidate = per_candidate.reshape(3, 5)
+    per_candidate = np.minimum(along_path, (final_context + final_prior).numpy()).reshape(3, 5)
     best = search.select_best(state, tiled, weights, lam, restarts)
     np.testing.assert_array_equal(best["best_restart"].numpy(), per_candidate.argmin(axis=1))
     np.testing.assert_allclose(
