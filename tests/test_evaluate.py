@@ -89,7 +89,8 @@ def test_json_has_every_method_and_mask_with_finite_scores(report):
             assert math.isfinite(cell["psnr"]) and math.isfinite(cell["ssim"])
             assert len(cell["psnr_per_image"]) == len(cell["ssim_per_image"]) == N
             assert cell["psnr"] == pytest.approx(np.mean(cell["psnr_per_image"]), abs=1e-3)
-        assert result["seconds"][method] > 0
+        # Timings are reported, never judged: a fast machine may finish in microseconds.
+        assert math.isfinite(result["seconds"][method]) and result["seconds"][method] >= 0
 
 
 def test_the_oracle_scores_highest_in_every_column(report):

@@ -82,7 +82,7 @@ def test_run_without_final_models_exports_its_newest_checkpoint(tmp_path):
     path = exporting.export(out, str(tmp_path / "m"), settings=SETTINGS)
     card = exporting.read_card(path)
     assert [s["epochs"] for s in card["training_sessions"]] == [[0, 1]]
-    assert card["training_seconds"] == card["training_sessions"][0]["seconds"] > 0
+    assert card["training_seconds"] == card["training_sessions"][0]["seconds"] >= 0
     loaded = tf.saved_model.load(path)
     z = np.random.default_rng(0).uniform(-1, 1, (2, 100)).astype(np.float32)
     np.testing.assert_allclose(

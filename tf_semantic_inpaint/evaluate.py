@@ -199,8 +199,9 @@ class Report:
             "train_images": (dict(zip(("used", "available"), self.train_images))
                              if self.train_images else None),
             "versions": self.versions,
-            "seconds": {m: round(s, 3) for m, s in self.seconds.items()},
-            "ms_per_image": {m: round(self.per_image_ms(m), 3) for m in self.methods},
+            # Significant figures, not decimals: a fast method must not round to 0.
+            "seconds": {m: _significant(s) for m, s in self.seconds.items()},
+            "ms_per_image": {m: _significant(self.per_image_ms(m)) for m in self.methods},
             "total_seconds": round(self.total_seconds, 3),
             "results": {
                 method: {
@@ -250,6 +251,11 @@ class Report:
         from tf_semantic_inpaint.images import write_image
 
         write_image(path, self.figure_image())
+
+
+def _significant(value, digits=4):
+    """`value` rounded to `digits` significant figures (0.000123456 -> 0.0001235)."""
+    return float(f"{value:.{digits}g}")
 
 
 def _text_width(text, font_scale=0.5):
