@@ -57,6 +57,17 @@ def tiny_export(tiny_models, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def fashion_mnist_folder(fashion_mnist_train_images, tmp_path_factory):
+    """A folder of 256 real Fashion-MNIST training images as PNG files (a `--dataset` folder)."""
+    from tf_semantic_inpaint.images import write_image
+
+    folder = tmp_path_factory.mktemp("fashion_mnist_png")
+    for i, image in enumerate(fashion_mnist_train_images[:256]):
+        write_image(str(folder / f"{i:04d}.png"), image)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
 def fashion_mnist_test_images():
     """The first 16 real Fashion-MNIST test images, float32 [16, 28, 28, 1] in [0, 1]."""
     return _debian_images("t10k")[:16]

@@ -2,6 +2,10 @@
 
 import dataclasses
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import keras
 import numpy as np
@@ -138,3 +142,52 @@ def test_nan_losses_stop_training_and_keep_the_last_good_checkpoint(tmp_path):
     restored = build_gan(28, 1, width=8, seed=0)
     training.checkpoint_for(restored).restore(manager.latest_checkpoint)
     assert all(np.all(np.isfinite(w.numpy())) for w in restored.generator.weights)
+
+
+def _latest_epoch(run_dir):
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    return int(latest.rsplit("-", 1)[1]) if latest else 0
+
+
+@pytest.mark.slow
+def test_a_session_killed_with_sigkill_keeps_its_record(fashion_mnist_folder, tmp_path):
+    """The session is recorded when it starts and updated every epoch, so `kill -9` (no
+    `finally`, no atexit) loses at most the epoch in progress, and the model card's
+    training time stays true."""
+    out = str(tmp_path / "run")
+    command = [os.path.join(os.path.dirname(sys.executable), "tfinpaint"), "train", "--dataset",
+               fashion_mnist_folder, "--width", "8", "--batch-size", "16", "--steps-per-epoch", "3",
+               "--epochs", "10000", "--out", out]
+    log = tmp_path / "train.log"
+    with open(log, "w") as f:
+        process = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        deadline, first_seen = time.time() + 600, None
+        while True:
+            assert time.time() < deadline and process.poll() is None, log.read_text()[-3000:]
+            sessions = training.load_sessions(out) if os.path.isfile(os.path.join(out, "sessions.json")) else []
+            first_seen = first_seen or sessions
+            if (sessions and sessions[0]["epochs"][1] >= 2) or _latest_epoch(out) >= 3:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert first_seen, "no session was recorded while training ran"
+    assert first_seen[0]["epochs"][0] == 0 and first_seen[0]["command"].startswith("tfinpaint train")
+    (session,) = training.load_sessions(out)  # still there, and valid JSON (written atomically)
+    done = session["epochs"][1]
+    assert session["epochs"][0] == 0 and done >= 2 and session["seconds"] > 0
+    checkpointed = _latest_epoch(out)
+    assert checkpointed in (done, done + 1)  # killed after the checkpoint, maybe before the record
+    assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]  # no half-written file
+
+    # A resumed session is added after it; export sums both into the model card.
+    config = dataclasses.replace(training.load_run_config(out), epochs=checkpointed + 1)
+    training.train(config, out, resume=True, verbose=0)
+    sessions = training.load_sessions(out)
+    assert [s["epochs"] for s in sessions] == [[0, done], [checkpointed, checkpointed + 1]]
+    assert sessions[0] == session

@@ -143,9 +143,13 @@ def train(ctx, out, resume, **options):
     else:
         config = training.TrainConfig(**options)
     config = dataclasses.replace(config, command=" ".join(["tfinpaint"] + sys.argv[1:]))
-    training.train(config, out, resume=resume)
-    click.echo(f"Trained {config.epochs} epochs; G and D saved in {out}. "
-               f"Next: tfinpaint export {out} --out saved_models/NAME")
+    chief, task_id = training.cluster_role(config.strategy)
+    gan = training.train(config, out, resume=resume)
+    if config.strategy == "multiworker":  # the same digest on every worker shows they agree
+        click.echo(f"Worker {task_id} done: weights digest {training.weights_digest(gan)}.")
+    if chief:
+        click.echo(f"Trained {config.epochs} epochs; G and D saved in {out}. "
+                   f"Next: tfinpaint export {out} --out saved_models/NAME")
 
 
 @main.command()

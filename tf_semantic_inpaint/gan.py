@@ -64,6 +64,9 @@ class DCGAN(keras.Model):
         # step and restored after it hold the same variables.
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
+        # Keras' own `optimizer` is unused; built empty, so `fit` under a distribution
+        # strategy does not give it slots for every weight (doubling each checkpoint).
+        self.optimizer.build([])
 
     @property
     def metrics(self):
@@ -74,10 +77,20 @@ class DCGAN(keras.Model):
         return self.generator(z, training=training)
 
     def sample_z(self, batch_size):
-        """Latent noise, float32 [batch_size, z_dim], uniform in [-1, 1]."""
-        return keras.random.uniform(
-            (batch_size, self.z_dim), -1.0, 1.0, seed=self.seed_generator
-        )
+        """Latent noise, float32 [batch_size, z_dim], uniform in [-1, 1].
+
+        Under a distribution strategy `batch_size` is this replica's share: every replica
+        draws the noise of the whole global batch (the same draws, from the same seed
+        state) and keeps its own slice, so replicas never share a z and N replicas see
+        the z one device would see with the global batch.
+        """
+        context = tf.distribute.get_replica_context()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if context is None or replicas == 1:
+            return keras.random.uniform((batch_size, self.z_dim), -1.0, 1.0, seed=self.seed_generator)
+        z = keras.random.uniform((batch_size * replicas, self.z_dim), -1.0, 1.0, seed=self.seed_generator)
+        start = tf.cast(context.replica_id_in_sync_group, tf.int32) * batch_size
+        return tf.slice(z, [start, 0], [batch_size, self.z_dim])
 
     def train_step(self, data):
         if isinstance(data, (tuple, list)):
@@ -111,7 +124,12 @@ class DCGAN(keras.Model):
         self.d_fake_tracker.update_state(tf.reduce_mean(tf.sigmoid(fake_logits)))
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
-        return {m.name: m.result() for m in self.metrics}
+        logs = {m.name: m.result() for m in self.metrics}
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras averages the logs over workers along axis 0, which fails on scalars
+            # (tensorflow/tensorflow#72388); as [1] vectors they average to the global mean.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     def get_config(self):
         config = super().get_config()
@@ -128,6 +146,13 @@ class DCGAN(keras.Model):
         config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
         config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
         return cls(**config)
+
+
+def _multi_worker(strategy):
+    """True for a MultiWorkerMirroredStrategy over a cluster of several workers."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        strategy.cluster_resolver.cluster_spec().as_dict()
+    )
 
 
 def build_gan(resolution, channels, z_dim=100, width=64, seed=None):

@@ -2,7 +2,8 @@
 
 A run directory holds:
     run.json          the configuration (what `tfinpaint export` reads back)
-    sessions.json     every `train` invocation: command, start, seconds, epochs done
+    sessions.json     every `train` invocation: command, start, seconds, epochs done;
+                      written when a session starts and updated as it goes
     checkpoints/      tf.train checkpoints of G, D, both optimizers and the epoch
     samples/          epoch_001.png, ...: G(z) for a fixed z, in inference mode
     logs/             TensorBoard
@@ -11,11 +12,14 @@ A run directory holds:
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
+import tempfile
 import time
 
 import keras
@@ -67,23 +71,39 @@ def make_strategy(name):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise TrainingError(
-                "--strategy multiworker needs the TF_CONFIG environment variable describing "
-                "the cluster on every worker (see README, 'Training on several machines')."
-            )
+        cluster_role(name)  # a clear error without TF_CONFIG
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise TrainingError(f"unknown strategy {name!r}: use one of {', '.join(STRATEGIES)}.")
 
 
-def _is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict()
-    )
+def cluster_role(strategy_name):
+    """(is_chief, task_id) of this process; every process is the chief unless multiworker.
+
+    Read from TF_CONFIG, before the strategy exists: creating a
+    MultiWorkerMirroredStrategy waits until every worker has started, so anything to
+    check or refuse must be done first, and the chief must write nothing before it.
+    The chief is the task of type "chief", or worker 0 when the cluster has none.
+    """
+    if strategy_name != "multiworker":
+        return True, 0
+    if "TF_CONFIG" not in os.environ:
+        raise TrainingError(
+            "--strategy multiworker needs the TF_CONFIG environment variable describing "
+            "the cluster on every worker (see README, 'Scaling training')."
+        )
+    try:
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        cluster = resolver.cluster_spec().as_dict()
+        task_type, task_id = resolver.task_type, resolver.task_id
+    except (ValueError, TypeError, KeyError) as error:
+        raise TrainingError(f"TF_CONFIG is not a valid cluster description: {error}") from None
+    if not cluster or task_type not in cluster or task_id is None:
+        raise TrainingError(
+            'TF_CONFIG must name the cluster and this task, e.g. {"cluster": {"worker": '
+            '["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}.'
+        )
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
+    return chief, int(task_id)
 
 
 def _validate_out(out, config, resume):
@@ -203,21 +223,73 @@ def train(config, out, resume=False, verbose="auto"):
         config = dataclasses.replace(config, channels=data.dataset_channels(config.dataset))
     if config.batch_size < 1 or config.epochs < 1 or config.steps_per_epoch < 0:
         raise TrainingError("--batch-size and --epochs must be positive, --steps-per-epoch >= 0.")
+    chief, task_id = cluster_role(config.strategy)
+    # Every worker checks before the strategy's start-up barrier; the chief writes only after it,
+    # so no worker can mistake this run's own files for an existing run.
     _validate_out(out, config, resume)
     strategy = make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
+    multiworker = config.strategy == "multiworker"
 
-    dataset, steps = data.training_dataset(
-        config.dataset, config.resolution, config.batch_size, config.channels,
-        config.data_dir or None, seed=config.seed,
-    )
+    dataset, steps = _training_data(config, config.seed, multiworker)
     steps = config.steps_per_epoch or steps
 
-    chief = _is_chief(strategy)
-    # Non-chief workers write to a scratch folder (the tf.distribute multi-worker pattern).
-    work = out if chief else os.path.join(out, f".worker-{strategy.cluster_resolver.task_id}")
-    os.makedirs(work, exist_ok=True)
+    # Only the chief writes into `out`. The others must still take part in saving (it may
+    # run collective ops), so they save into a local scratch folder they delete at the end.
+    if not chief:
+        _remove_stale_scratch()
+    work = out if chief else tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{task_id}-{os.getpid()}-")
+    try:
+        gan = _fit(config, out, work, chief, strategy, dataset, steps, resume, verbose)
+        if multiworker:  # nobody leaves before everyone is done (the chief hosts the coordination)
+            strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+        return gan
+    finally:
+        if not chief:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+_SCRATCH_PREFIX = "tfinpaint-worker"
+
+
+def _remove_stale_scratch():
+    """Delete scratch folders of non-chief workers whose process is gone (killed mid-run)."""
+    pattern = re.compile(re.escape(_SCRATCH_PREFIX) + r"\d+-(\d+)-")
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        match = pattern.match(name)
+        if not match or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def _training_data(config, seed, multiworker):
+    """(batches, steps per epoch) of the training split; each batch is the GLOBAL batch.
+
+    Under multiworker, every worker reads the same seeded order and keeps its share of
+    each global batch (DATA sharding); FILE sharding would fail on single-file datasets
+    such as Fashion-MNIST and give workers unequal numbers of batches on others.
+    """
+    dataset, steps = data.training_dataset(
+        config.dataset, config.resolution, config.batch_size, config.channels,
+        config.data_dir or None, seed=seed,
+    )
+    if multiworker:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+    return dataset, steps
+
+
+def _fit(config, out, work, chief, strategy, dataset, steps, resume, verbose):
+    """The body of `train` once the strategy is up: restore, fit, save."""
     if chief:  # on resume too: a longer --epochs is recorded
+        os.makedirs(out, exist_ok=True)
         write_bytes_atomic(
             os.path.join(out, "run.json"), json.dumps(dataclasses.asdict(config), indent=2).encode()
         )
@@ -226,9 +298,13 @@ def train(config, out, resume=False, verbose="auto"):
         gan = build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed)
         epoch_var = tf.Variable(0, dtype=tf.int64)
         checkpoint = checkpoint_for(gan, epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(work, "checkpoints"), max_to_keep=3)
-    if resume and manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(work, "checkpoints"),
+                                         max_to_keep=3 if chief else 1)
+    # Every worker restores the chief's newest checkpoint (the shared run directory), as
+    # Keras' BackupAndRestore does: all start from the same epoch and the same weights.
+    latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints")) if resume else None
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
     initial_epoch = int(epoch_var.numpy())
     if initial_epoch >= config.epochs:
         print(f"{out} already trained {initial_epoch} of {config.epochs} epochs; nothing to do.",
@@ -236,27 +312,30 @@ def train(config, out, resume=False, verbose="auto"):
     else:
         # On resume, reshuffle with a new seed rather than replaying epoch 1's order.
         if initial_epoch:
-            dataset, _ = data.training_dataset(
-                config.dataset, config.resolution, config.batch_size, config.channels,
-                config.data_dir or None, seed=config.seed + initial_epoch,
-            )
-        fixed_z = np.random.default_rng(config.seed).uniform(-1, 1, (64, config.z_dim)).astype("float32")
+            dataset, _ = _training_data(config, config.seed + initial_epoch,
+                                        config.strategy == "multiworker")
         nan_guard = _StopOnNaN()
-        callbacks = [
-            nan_guard,
-            _Checkpoint(manager, epoch_var, nan_guard),
-            _SampleGrid(os.path.join(work, "samples"), fixed_z),
-            keras.callbacks.TensorBoard(os.path.join(work, "logs"), write_graph=False),
-        ]
-        started = time.time()
+        callbacks = [nan_guard, _Checkpoint(manager, epoch_var, nan_guard)]
+        session = None
+        if chief:
+            session = _SessionRecord(out, config.command, epoch_var)
+            fixed_z = np.random.default_rng(config.seed).uniform(-1, 1, (64, config.z_dim)).astype("float32")
+            callbacks += [
+                session,
+                _SampleGrid(os.path.join(work, "samples"), fixed_z),
+                keras.callbacks.TensorBoard(os.path.join(work, "logs"), write_graph=False),
+            ]
+            session.write()  # recorded now: a session killed later keeps its entry
         try:
             gan.fit(
                 dataset.repeat(), epochs=config.epochs, steps_per_epoch=steps,
                 initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False, verbose=verbose,
             )
+        except tf.errors.UnavailableError as error:
+            raise _worker_lost(error, out) from None
         finally:  # interrupted sessions count too: the model card reports the real training time
-            if chief:
-                _record_session(out, config.command, started, initial_epoch, int(epoch_var.numpy()))
+            if session is not None:
+                session.write()
         if nan_guard.failed_at is not None:
             _, batch, bad = nan_guard.failed_at
             last = manager.latest_checkpoint or "none"
@@ -265,24 +344,72 @@ def train(config, out, resume=False, verbose="auto"):
                 f"the last good checkpoint ({last}) is kept. Resume with --resume, or restart "
                 "with another --seed or a smaller --batch-size."
             )
-    if chief:
-        save_models(gan, out)
-    else:
-        shutil.rmtree(work, ignore_errors=True)
+    save_models(gan, work)  # every worker saves (it may need them all); only the chief's is kept
     return gan
 
 
-def _record_session(out, command, started, from_epoch, to_epoch):
-    """Append one training session to `out`/sessions.json."""
-    path = os.path.join(out, "sessions.json")
-    sessions = load_sessions(out)
-    sessions.append({
-        "command": command,
-        "started": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(time.time() - started, 1),
-        "epochs": [from_epoch, to_epoch],
-    })
-    write_bytes_atomic(path, json.dumps(sessions, indent=2).encode())
+def _worker_lost(error, out):
+    """The TrainingError for a multi-worker run that lost a worker (collectives aborted)."""
+    latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints")) or "none yet"
+    # The first line of TensorFlow's message, without its {{function_node ...}} prefix.
+    first = re.sub(r"\{\{[^}]*\}\}\s*", "", (error.message or str(error)).strip()).splitlines()[0]
+    return TrainingError(
+        f"a worker of the cluster stopped ({first}); the last checkpoint ({latest}) is kept. "
+        "Restart every worker with the same command plus --resume to continue from it."
+    )
+
+
+class _SessionRecord(keras.callbacks.Callback):
+    """This session's entry in `out`/sessions.json, written at its start and as it goes.
+
+    Rewritten atomically after every epoch and at most every `interval` seconds within
+    one, so a session killed without warning (SIGKILL, a preempted machine) keeps its
+    entry, up to its last update, and the model card's training time stays true.
+    """
+
+    def __init__(self, out, command, epoch_var, interval=60.0):
+        super().__init__()
+        self.path = os.path.join(out, "sessions.json")
+        self.command, self.epoch_var, self.interval = command, epoch_var, interval
+        self.started = time.time()
+        self.from_epoch = int(epoch_var.numpy())
+        self.index = None  # this session's position in the file, fixed at the first write
+        self.written = 0.0
+
+    def write(self):
+        sessions = load_sessions(os.path.dirname(self.path))
+        if self.index is None:
+            self.index = len(sessions)
+            sessions.append(None)
+        now = time.time()
+        sessions[self.index] = {
+            "command": self.command,
+            "started": _iso(self.started),
+            "updated": _iso(now),
+            "seconds": round(now - self.started, 1),
+            "epochs": [self.from_epoch, int(self.epoch_var.numpy())],
+        }
+        write_bytes_atomic(self.path, json.dumps(sessions, indent=2).encode())
+        self.written = now
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.write()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() - self.written >= self.interval:
+            self.write()
+
+
+def weights_digest(gan):
+    """A short SHA-256 of G's and D's weights: equal on every worker of a healthy cluster."""
+    digest = hashlib.sha256()
+    for weight in gan.generator.weights + gan.discriminator.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _iso(seconds):
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def load_sessions(run_dir):
