@@ -5,11 +5,11 @@ each process starts in seconds; everything else is the command a user runs on tw
 """
 
 import dataclasses
+import itertools
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,14 +28,7 @@ CHIEF_FILES = ["checkpoints", "discriminator.keras", "generator.keras", "logs", 
                "sessions.json"]
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+_RUNS = itertools.count()
 
 
 class Cluster:
@@ -46,14 +39,11 @@ class Cluster:
     """
 
     def __init__(self, folder, out, args, scratch):
-        ports = _free_ports(2)
-        cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-        self.logs = [os.path.join(folder, f"worker{i}-{ports[0]}.log") for i in range(2)]
-        self.workers = []
-        for index, log in enumerate(self.logs):
-            env = {**os.environ, "TMPDIR": scratch, "TF_CPP_MIN_LOG_LEVEL": "2",
-                   "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-            with open(log, "w") as f:
+        self.logs, self.workers, run = [], [], next(_RUNS)
+        for index, tf_config in enumerate(training.loopback_tf_configs(2)):
+            self.logs.append(os.path.join(folder, f"run{run}-worker{index}.log"))
+            env = {**os.environ, "TMPDIR": scratch, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": tf_config}
+            with open(self.logs[-1], "w") as f:
                 self.workers.append(subprocess.Popen(
                     [TFINPAINT, "train", "--strategy", "multiworker", "--out", out, *args],
                     env=env, stdout=f, stderr=subprocess.STDOUT,
@@ -176,11 +166,12 @@ def test_cluster_role_from_tf_config(monkeypatch):
     assert training.cluster_role("default") == (True, 0)
     with pytest.raises(training.TrainingError, match="TF_CONFIG"):
         training.cluster_role("multiworker")
-    workers = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
-    for task, expected in (({"type": "worker", "index": 0}, (True, 0)),
-                           ({"type": "worker", "index": 1}, (False, 1))):
-        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": workers, "task": task}))
+    configs = training.loopback_tf_configs(2)
+    for tf_config, expected in zip(configs, [(True, 0), (False, 1)]):
+        monkeypatch.setenv("TF_CONFIG", tf_config)
         assert training.cluster_role("multiworker") == expected
+    workers = json.loads(configs[0])["cluster"]
+    assert len(set(workers["worker"])) == 2 and all(w.startswith("127.0.0.1:") for w in workers["worker"])
     with_chief = {"chief": ["127.0.0.1:3"], **workers}
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}}))
     assert training.cluster_role("multiworker") == (False, 0)

@@ -106,6 +106,23 @@ def cluster_role(strategy_name):
     return chief, int(task_id)
 
 
+def loopback_tf_configs(workers=2):
+    """TF_CONFIG values (JSON strings) of a cluster of `workers` processes on this machine.
+
+    One per worker, on free ports of 127.0.0.1: to try `--strategy multiworker` on one
+    machine (the tests and benchmarks/multiworker_scaling.py use it).
+    """
+    import socket
+
+    sockets = [socket.socket() for _ in range(workers)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]}
+    for s in sockets:
+        s.close()
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(workers)]
+
+
 def _validate_out(out, config, resume):
     """Refuse to start where an existing run would be overwritten or mixed."""
     run_file = os.path.join(out, "run.json")
