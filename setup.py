@@ -49,9 +49,11 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "scikit-image>=0.22", "nbclient>=0.10", "nbformat>=5", "ipykernel",
-                 "matplotlib>=3.7"],
+                 "matplotlib>=3.7", "apache-beam>=2.77,<3"],
         "notebooks": ["jupyter", "matplotlib>=3.7", "scikit-image>=0.22"],
         "evaluate": ["scikit-image>=0.22"],
+        # Batch inpainting on Beam; gs:// and s3:// need Beam's own "gcp" / "aws" extras too.
+        "beam": ["apache-beam>=2.77,<3"],
     },
     entry_points={"console_scripts": ["tfinpaint=tf_semantic_inpaint.cli:main"]},
 )

@@ -245,6 +245,62 @@ def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, re
         click.echo(path)
 
 
+@main.command("inpaint-beam", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("images")
+@click.argument("masks")
+@click.option("--out", required=True, help="Output folder: local, gs://, s3://, ... (Beam's file systems).")
+@click.option("--runner", default="DirectRunner", show_default=True,
+              help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...")
+@click.option("--model", default=None,
+              help="SavedModel or TF Serving model base, local or remote [default: shipped].")
+@click.option("--iterations", type=int, default=None, help="Adam steps [default: the model's].")
+@click.option("--restarts", type=int, default=None, help="Random restarts per image [default: the model's].")
+@click.option("--lam", type=float, default=None, help="λ, weight of the prior loss [default: the model's].")
+@click.option("--lr", "learning_rate", type=float, default=None,
+              help="Adam learning rate on z [default: the model's].")
+@click.option("--seed", type=int, default=None, help="Seed of the restarts' z [default: the model's].")
+@click.option("--no-blend", is_flag=True, help="Skip Poisson blending: paste G(z*) into the hole.")
+@click.option("--resize-mask", is_flag=True, help="Stretch a mask of another size to its image.")
+@click.option("--force", is_flag=True, help="Redo images already completed by an earlier run.")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Images per latent search.")
+@click.pass_context
+@_user_errors
+def inpaint_beam(ctx, images, masks, out, runner, model, no_blend, resize_mask, force, batch_size,
+                 **search_options):
+    """Inpaint every IMAGES/MASKS pair on Apache Beam (pip install "tf-semantic-inpaint[beam]").
+
+    IMAGES and MASKS are file patterns or folders on any file system Beam reads (quote
+    patterns); a mask pairs with the image of the same file stem, or MASKS is one mask
+    for all. Writes OUT/<stem>.png, OUT/manifest.jsonl (input, output, losses, model
+    version per image) and OUT/dead_letter.jsonl (bad pairs with the reason). A re-run
+    skips images already done with the same model and search. Options Beam knows
+    (after the arguments) go to the pipeline, e.g. on both local cores:
+
+    \b
+      tfinpaint inpaint-beam 'photos/*.png' 'masks/*.png' --out completed/ \\
+        --direct_num_workers 2 --direct_running_mode multi_processing
+
+    and on Dataflow (see README, 'Batch inpainting on Apache Beam'):
+
+    \b
+      tfinpaint inpaint-beam 'gs://B/photos/*.png' 'gs://B/masks/*.png' --out gs://B/completed \\
+        --model gs://B/models/fashion_mnist --runner DataflowRunner --project P \\
+        --region us-central1 --temp_location gs://B/tmp --setup_file ./setup.py
+    """
+    _import_tensorflow_quietly()
+    from tf_semantic_inpaint import beam as batch
+
+    report = batch.run(
+        images, masks, out, model=model, blend=not no_blend, resize_mask=resize_mask, force=force,
+        batch_size=batch_size, pipeline_args=["--runner", runner, *ctx.args],
+        settings=lambda defaults: _search_settings(defaults, **search_options),
+    )
+    click.echo(f"{report.inpainted} inpainted, {report.skipped} done before, {report.failed} failed. "
+               f"Manifest: {report.manifest}")
+    if report.failed:
+        click.echo(f"The failed pairs and why: {report.dead_letter}", err=True)
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False),

@@ -42,6 +42,18 @@ def decode_image(data):
     return to_float(raw, bgr=True)
 
 
+def decode_image_with_depth(data, name=None):
+    """(float32 [H, W, C] in [0, 1], bit depth 8 or 16) of encoded image bytes.
+
+    The same decoding as `read_image_with_depth` of a file with these bytes; `name`
+    only goes into the error message.
+    """
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if len(data) else None
+    if raw is None:
+        raise ImageError(f"cannot read {name or 'the bytes'!r} as an image (PNG, JPEG, BMP, TIFF, ...).")
+    return to_float(raw, bgr=True), 16 if raw.dtype == np.uint16 else 8
+
+
 def to_float(raw, bgr=False):
     """uint8/uint16/float array [H, W] or [H, W, C] -> float32 [H, W, 1 or 3] in [0, 1]."""
     if raw.dtype == np.uint8:

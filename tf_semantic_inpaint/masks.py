@@ -116,7 +116,17 @@ def read_mask(path):
     8 bits, >= 32768 of 65535 at 16 bits) are missing. Colour files are reduced to
     luminance first, so a pure red stroke (luminance 0.30) counts as known.
     """
-    grey = images.to_channels(images.read_image(path), 1)
+    return _known(images.read_image(path))
+
+
+def decode_mask(data, name=None):
+    """Encoded mask bytes (PNG, ...) as M, exactly as `read_mask` reads a file of them."""
+    return _known(images.decode_image_with_depth(data, name)[0])
+
+
+def _known(image):
+    """M of a mask image (white = missing) float [H, W, C] in [0, 1]: 1 below half range."""
+    grey = images.to_channels(image, 1)
     return (grey < 0.5).astype(np.float32)
 
 

@@ -1,0 +1,170 @@
+"""Batch inpainting on Apache Beam (DirectRunner) over a few hundred real Fashion-MNIST images."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tf_semantic_inpaint.errors import InpaintError
+from tf_semantic_inpaint.images import read_image, write_image
+from tf_semantic_inpaint.masks import make_mask, write_mask
+
+N_GOOD = 200
+MASK_KINDS = ("center", "pattern", "random", "half")
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    """images/ and masks/ of 200 real Fashion-MNIST test images with the paper's four masks,
+    plus three bad pairs (an unreadable file, a size mismatch, a missing mask); good/ holds
+    the 200 good images only (what `tfinpaint inpaint` on a folder accepts)."""
+    from tf_semantic_inpaint.data import DEBIAN_FASHION_MNIST, read_idx
+
+    root = tmp_path_factory.mktemp("pairs")
+    for folder in ("images", "masks", "good"):
+        (root / folder).mkdir()
+    garments = read_idx(DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[1000:1000 + N_GOOD]
+    for i, garment in enumerate(garments):
+        name = f"{i:04d}.png"
+        write_image(str(root / "images" / name), garment[..., np.newaxis] / np.float32(255))
+        write_mask(str(root / "masks" / name), make_mask(MASK_KINDS[i % 4], 28, 28, seed=i))
+        os.link(root / "images" / name, root / "good" / name)
+    (root / "images" / "unreadable.png").write_bytes(b"\x89PNG but not really")
+    write_mask(str(root / "masks" / "unreadable.png"), make_mask("center", 28, 28))
+    write_image(str(root / "images" / "wide.png"), np.zeros((28, 40, 1), np.float32))
+    write_mask(str(root / "masks" / "wide.png"), make_mask("center", 28, 28))
+    write_image(str(root / "images" / "maskless.png"), np.zeros((28, 28, 1), np.float32))
+    return root
+
+
+def _run(pairs, out, tiny_export, *pipeline_args, **options):
+    from tf_semantic_inpaint import beam as batch
+
+    return batch.run(str(pairs / "images"), str(pairs / "masks"), str(out), model=tiny_export,
+                     pipeline_args=["--runner", "DirectRunner", *pipeline_args], **options)
+
+
+@pytest.fixture(scope="module")
+def beam_run(pairs, tiny_export, tmp_path_factory):
+    out = tmp_path_factory.mktemp("beam") / "completed"
+    return out, _run(pairs, out, tiny_export)
+
+
+def _outputs(folder):
+    return {name: read_image(str(folder / name)) for name in sorted(os.listdir(folder)) if name.endswith(".png")}
+
+
+@pytest.mark.slow
+def test_beam_gives_what_tfinpaint_inpaint_gives_on_the_folder(pairs, beam_run, tiny_export, tmp_path):
+    from tf_semantic_inpaint.inpaint import inpaint_files
+
+    out, report = beam_run
+    assert (report.inpainted, report.skipped, report.failed) == (N_GOOD, 0, 3)
+    folder_out = tmp_path / "folder"
+    inpaint_files(str(pairs / "good"), str(pairs / "masks"), str(folder_out), model=tiny_export, progress=False)
+    ours, theirs = _outputs(out), _outputs(folder_out)
+    assert sorted(ours) == sorted(theirs) == [f"{i:04d}.png" for i in range(N_GOOD)]
+    for name in theirs:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+
+
+@pytest.mark.slow
+def test_manifest_has_one_line_per_image_and_dead_letters_say_why(pairs, beam_run, tiny_export):
+    from tf_semantic_inpaint import beam as batch
+
+    out, report = beam_run
+    lines = batch.read_lines(report.manifest)
+    assert sorted(line["output"] for line in lines) == [str(out / f"{i:04d}.png") for i in range(N_GOOD)]
+    for line in lines:
+        assert set(line) == {"input", "mask", "output", "context_loss", "prior_loss", "model", "model_version"}
+        assert os.path.basename(line["input"]) == os.path.basename(line["output"])
+        assert line["model_version"] == 1 and line["model"].endswith(os.path.join("tiny", "1"))
+        assert np.isfinite(line["context_loss"]) and line["context_loss"] > 0
+    reasons = {os.path.basename(d["input"]): d["reason"] for d in batch.read_lines(report.dead_letter)}
+    assert set(reasons) == {"unreadable.png", "wide.png", "maskless.png"}
+    assert "cannot read" in reasons["unreadable.png"]
+    assert "28x28 but image" in reasons["wide.png"] and "--resize-mask" in reasons["wide.png"]
+    assert "no mask for maskless.png" in reasons["maskless.png"]
+
+
+@pytest.mark.slow
+def test_multi_process_direct_runner_on_both_cores_gives_the_same_images(pairs, beam_run, tiny_export, tmp_path):
+    out = tmp_path / "completed"
+    report = _run(pairs, out, tiny_export, "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+    assert (report.inpainted, report.failed) == (N_GOOD, 3)
+    single, multi = _outputs(beam_run[0]), _outputs(out)
+    assert sorted(single) == sorted(multi)
+    for name in single:
+        np.testing.assert_array_equal(multi[name], single[name], err_msg=name)
+
+
+def test_a_pattern_matching_nothing_is_refused_before_the_pipeline(tmp_path):
+    from tf_semantic_inpaint import beam as batch
+
+    with pytest.raises(InpaintError, match="no file matches"):
+        batch.run(str(tmp_path / "nothing" / "*.png"), str(tmp_path / "*.png"), str(tmp_path / "out"),
+                  model=str(tmp_path / "no model: never looked at"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_core_install_works_without_beam_and_says_how_to_get_it(tmp_path):
+    """Beam blocked as if not installed: the package imports and the CLI answers; only
+    `inpaint-beam` needs it, and says which extra to install."""
+    code = (
+        "import sys; sys.modules['apache_beam'] = None\n"
+        "import tf_semantic_inpaint.inpaint, tf_semantic_inpaint.export, tf_semantic_inpaint.train\n"
+        "from tf_semantic_inpaint.cli import main\n"
+        "sys.argv = ['tfinpaint', 'inpaint-beam', 'a/*.png', 'b/*.png', '--out', 'o']\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert 'pip install "tf-semantic-inpaint[beam]"' in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_pairs_are_found_by_stem_and_bad_pairings_are_dead_letters():
+    """The pairing step alone: a stem with two images, one with two masks, a mask without image."""
+    from tf_semantic_inpaint import beam as batch
+    from tf_semantic_inpaint.search import SearchSettings
+
+    job = batch.BeamJob(images="i/*", masks="m/*", out="o", model="x", model_version={}, settings=SearchSettings())
+    sort = batch._Pair(job, None).sort
+    assert sort("a", {"image": ["i/a.png"], "mask": ["m/a.png"], "record": []}) == [
+        (None, {"stem": "a", "image": "i/a.png", "mask": "m/a.png", "output": os.path.join("o", "a.png")})]
+    assert [tag for tag, _ in sort("b", {"image": ["i/b.png", "i/b.jpg"], "mask": ["m/b.png"]})] == ["failed"] * 2
+    ((tag, dead),) = sort("c", {"image": ["i/c.png"], "mask": ["m/c.png", "m/c.bmp"]})
+    assert tag == "failed" and "2 masks have the stem 'c'" in dead["reason"]
+    assert sort("d", {"image": [], "mask": ["m/d.png"]}) == []
+
+
+@pytest.mark.slow
+def test_re_running_skips_what_is_done_and_redoes_only_what_was_interrupted(pairs, beam_run, tiny_export):
+    """Run again over the module's finished run; then as if interrupted: three records lost,
+    an output torn, a killed writer's temporary file left behind. (Last in the file: it
+    rewrites the module run's outputs, to the same pixels.)"""
+    from tf_semantic_inpaint import beam as batch
+
+    out, first = beam_run
+    before = _outputs(out)
+    stamps = {name: os.path.getmtime(out / name) for name in before}
+    again = _run(pairs, out, tiny_export)
+    assert (again.inpainted, again.skipped, again.failed) == (0, N_GOOD, 3)
+    assert {name: os.path.getmtime(out / name) for name in before} == stamps  # nothing rewritten
+    assert sorted(map(str, batch.read_lines(again.manifest))) == sorted(map(str, batch.read_lines(first.manifest)))
+
+    for name in ("0003", "0100", "0199"):
+        os.remove(out / ".records" / f"{name}.json")
+    (out / "0100.png").write_bytes(b"torn")  # as if killed while writing, before the rename
+    (out / ".tmp-deadbeef-0042.png").write_bytes(b"half")
+    resumed = _run(pairs, out, tiny_export)
+    assert (resumed.inpainted, resumed.skipped) == (3, N_GOOD - 3)
+    after = _outputs(out)
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
+    assert len(batch.read_lines(resumed.manifest)) == N_GOOD  # no duplicate lines

@@ -1,0 +1,463 @@
+"""Batch inpainting on Apache Beam: image/mask pairs from any file system, one manifest.
+
+    pip install "tf-semantic-inpaint[beam]"
+    tfinpaint inpaint-beam 'photos/*.png' 'masks/*.png' --out completed/ --runner DirectRunner
+
+The pipeline, for any runner (DirectRunner, Dataflow, Flink, Spark) and any file
+system Beam supports (local paths, gs://, s3:// with Beam's gcp / aws extras):
+
+    MatchFiles(images), MatchFiles(masks), the records of earlier runs
+      -> pair by file stem (photos/a.png with masks/a.png)    unpaired -> dead letter
+      -> skip pairs already done with this model and search   (re-runs resume)
+      -> read, decode, check each pair                        unreadable, sizes differ -> dead letter
+      -> RunInference(InpaintModelHandler): the exported SavedModel through the same
+         library calls as `tfinpaint inpaint`                 failed batch -> dead letter
+      -> write OUT/<stem>.png and its record, each atomically
+      -> OUT/manifest.jsonl (one line per image) and OUT/dead_letter.jsonl (one per bad pair)
+
+A record (OUT/.records/<stem>.json) is written after its image, so a record always
+describes a complete image: a run stopped half-way and started again redoes only the
+images without one, and never leaves a half-written file where an output belongs.
+Masks follow the command line's convention: white = missing.
+"""
+
+import dataclasses
+import json
+import os
+import posixpath
+import uuid
+
+from tf_semantic_inpaint.errors import InpaintError
+
+try:
+    import apache_beam as beam
+    from apache_beam.io import fileio
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+    from apache_beam.options.pipeline_options import PipelineOptions
+except ImportError as error:  # the core install stays light; Beam is an extra
+    raise InpaintError(
+        f"batch inpainting on Beam needs Apache Beam ({error}): "
+        'pip install "tf-semantic-inpaint[beam]"'
+    ) from None
+
+from tf_semantic_inpaint.search import SearchSettings
+
+MANIFEST = "manifest.jsonl"
+DEAD_LETTER = "dead_letter.jsonl"
+RECORDS = ".records"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # as `tfinpaint inpaint`
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamJob:
+    """What one pipeline does; fixed at launch, the same on every worker.
+
+    Attributes:
+        images, masks: file patterns (or folders) Beam's FileSystems can match; `masks`
+            may also name one mask file used for every image.
+        out: the output folder (local, gs://, s3://, ...).
+        model: the resolved SavedModel directory (a version folder).
+        model_version: the model as written into every record: path ("shipped" for the
+            model in the package), version, export time and search defaults.
+        settings: the search settings (the model's defaults with the user's changes).
+        blend: Poisson-blend G(z*) into each image.
+        resize_mask: stretch a mask of another size to its image.
+        force: redo pairs that already have a record for this model and search.
+        batch_size: images per latent search (as `tfinpaint inpaint`).
+    """
+
+    images: str
+    masks: str
+    out: str
+    model: str
+    model_version: dict
+    settings: SearchSettings
+    blend: bool = True
+    resize_mask: bool = False
+    force: bool = False
+    batch_size: int = 16
+
+    @property
+    def fingerprint(self):
+        """What makes two runs' results interchangeable: model, search, blending, masks."""
+        return {"model": self.model_version, "settings": dataclasses.asdict(self.settings),
+                "blend": self.blend, "resize_mask": self.resize_mask}
+
+
+# --- Paths on any file system ---------------------------------------------------------
+
+
+def _is_glob(pattern):
+    return any(c in pattern for c in "*?[")
+
+
+def _is_folder(path):
+    return path.endswith("/") or (not _is_remote(path) and os.path.isdir(path))
+
+
+def _is_remote(path):
+    return "://" in path
+
+
+def _join(folder, name):
+    return FileSystems.join(folder.rstrip("/"), name) if _is_remote(folder) else os.path.join(folder, name)
+
+
+def _name(path):
+    return posixpath.basename(path) if _is_remote(path) else os.path.basename(path)
+
+
+def _stem(path):
+    return os.path.splitext(_name(path))[0]
+
+
+def _pattern(path):
+    """A folder becomes the pattern of the images in it (as `tfinpaint inpaint` reads folders)."""
+    return _join(path, "*") if _is_folder(path) else path
+
+
+def _read(path):
+    with FileSystems.open(path) as f:
+        return f.read()
+
+
+def _write_atomic(path, data):
+    """Write bytes to `path` through a temporary name beside it and a rename."""
+    folder = path[: -len(_name(path))]
+    tmp = f"{folder}.tmp-{uuid.uuid4().hex}-{_name(path)}"
+    with FileSystems.create(tmp) as f:
+        f.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])  # the rename does not replace on every file system
+    FileSystems.rename([tmp], [path])
+
+
+# --- The model ------------------------------------------------------------------------
+
+
+def resolve_model(model=None):
+    """(SavedModel directory, version record) of `model` (None: the shipped model).
+
+    Resolved once, at launch, so every worker uses the same version.
+    """
+    from tf_semantic_inpaint.inpaint import resolve_model_dir
+
+    if model is None or not _is_remote(model):
+        path = resolve_model_dir(model)
+        card_path = os.path.join(path, "model_card.json")
+        card = json.loads(_read(card_path)) if os.path.isfile(card_path) else {}
+        name = "shipped" if model is None else os.path.abspath(path)
+    else:
+        path = model.rstrip("/")
+        if not FileSystems.exists(_join(path, "saved_model.pb")):
+            versions = sorted(
+                (int(_name(m.path.rsplit("/", 1)[0])) for m in _match(_join(path, "*/saved_model.pb"))
+                 if _name(m.path.rsplit("/", 1)[0]).isdigit()),
+                reverse=True,
+            )
+            if not versions:
+                raise InpaintError(f"{model} holds no SavedModel (no saved_model.pb in it or in a version folder).")
+            path = _join(path, str(versions[0]))
+        card_path = _join(path, "model_card.json")
+        card = json.loads(_read(card_path)) if FileSystems.exists(card_path) else {}
+        name = path
+    version = _name(path.rstrip("/"))
+    return path, {"path": name, "version": int(version) if version.isdigit() else version,
+                  "exported": card.get("exported"), "defaults": card.get("search_defaults")}
+
+
+def _match(pattern):
+    (result,) = FileSystems.match([pattern])
+    return result.metadata_list
+
+
+def _local_copy(model_dir):
+    """A local copy of a remote SavedModel directory (TensorFlow reads local paths everywhere)."""
+    if model_dir is None or not _is_remote(model_dir):
+        return model_dir
+    import tempfile
+
+    local = tempfile.mkdtemp(prefix="tfinpaint-model-")
+    prefix = model_dir.rstrip("/") + "/"
+    for metadata in _match(prefix + "**"):
+        target = os.path.join(local, metadata.path[len(prefix):])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as f:
+            f.write(_read(metadata.path))
+    return local
+
+
+class InpaintModelHandler(ModelHandler):
+    """RunInference's handler over our exported SavedModel (no tensorflow_hub needed).
+
+    An example is a dict with `image` float32 [H, W, C] in [0, 1] and `mask` [H, W, 1]
+    (1 = known) at the image's own size; a prediction is a PredictionResult whose
+    inference is the `inpaint.InpaintResult`, made by the library's `inpaint_batch`,
+    the function `tfinpaint inpaint` calls.
+    """
+
+    def __init__(self, model_dir, settings, blend=True, batch_size=16):
+        super().__init__(min_batch_size=1, max_batch_size=batch_size)
+        self.model_dir, self.settings, self.blend = model_dir, settings, blend
+
+    def load_model(self):
+        from tf_semantic_inpaint.inpaint import LocalModel
+
+        return LocalModel(_local_copy(self.model_dir))
+
+    def run_inference(self, batch, model, inference_args=None):
+        from tf_semantic_inpaint.inpaint import inpaint_batch
+
+        results = inpaint_batch([e["image"] for e in batch], [e["mask"] for e in batch], model,
+                                self.settings, blend=self.blend)
+        return [PredictionResult(example, result, self.model_dir) for example, result in zip(batch, results)]
+
+    def get_num_bytes(self, batch):
+        return sum(e["image"].nbytes + e["mask"].nbytes for e in batch)
+
+    def get_metrics_namespace(self):
+        return "tfinpaint"
+
+
+# --- Steps ----------------------------------------------------------------------------
+
+_FAILED = "failed"
+
+
+def _dead(pair, reason):
+    """A dead letter: the pair's files and why it was not inpainted."""
+    return {"input": pair.get("image"), "mask": pair.get("mask"), "reason": reason}
+
+
+class _Pair(beam.DoFn):
+    """(stem, {image: [...], mask: [...], record: [...]}) -> a pair to do, a record to keep, or a dead letter."""
+
+    def __init__(self, job, shared_mask):
+        self.job, self.shared_mask = job, shared_mask
+
+    def process(self, element):
+        stem, found = element
+        for tag, value in self.sort(stem, found):
+            yield value if tag is None else beam.pvalue.TaggedOutput(tag, value)
+
+    def sort(self, stem, found):
+        """[(output tag or None for the main output, element)] for one stem."""
+        images = sorted(found["image"])
+        masks = sorted(found.get("mask", [])) if self.shared_mask is None else [self.shared_mask]
+        if not images:
+            return []  # a mask without an image: nothing to do (as `tfinpaint inpaint` on a folder)
+        if len(images) > 1:
+            reason = f"{len(images)} images have the stem {stem!r}; their outputs would collide: rename one."
+            return [(_FAILED, _dead({"image": image}, reason)) for image in images]
+        pair = {"stem": stem, "image": images[0], "mask": masks[0] if len(masks) == 1 else None,
+                "output": _join(self.job.out, f"{stem}.png")}
+        if not masks:
+            return [(_FAILED, _dead(pair, f"no mask for {_name(images[0])}: expected a file named "
+                                          f"{stem}.* matching {self.job.masks}."))]
+        if len(masks) > 1:
+            names = ", ".join(_name(m) for m in masks)
+            return [(_FAILED, _dead(pair, f"{len(masks)} masks have the stem {stem!r} ({names}): keep one."))]
+        if pair["output"] in (pair["image"], pair["mask"]):
+            return [(_FAILED, _dead(pair, f"the output {pair['output']} is one of the inputs; "
+                                          "choose another --out."))]
+        record = _previous_record(found.get("record", []))
+        if not self.job.force and record is not None and _same_job(record, pair, self.job):
+            beam.metrics.Metrics.counter("tfinpaint", "skipped").inc()
+            return [("kept", record)]
+        return [(None, pair)]
+
+
+def _previous_record(texts):
+    for text in texts:
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None  # unreadable: redo the image
+    return None
+
+
+def _same_job(record, pair, job):
+    return (record.get("input"), record.get("mask"), record.get("output")) == (
+        pair["image"], pair["mask"], pair["output"]) and record.get("job") == job.fingerprint
+
+
+class _Load(beam.DoFn):
+    """A pair of paths -> an example for the model handler, or a dead letter with the reason."""
+
+    def __init__(self, resize_mask):
+        self.resize_mask = resize_mask
+
+    def process(self, pair):
+        from tf_semantic_inpaint import masks as masking
+        from tf_semantic_inpaint.images import decode_image_with_depth
+        from tf_semantic_inpaint.inpaint import check_pair
+
+        try:
+            image, depth = decode_image_with_depth(_read(pair["image"]), pair["image"])
+            mask = masking.decode_mask(_read(pair["mask"]), pair["mask"])
+            mask = check_pair(image, mask, self.resize_mask, pair["image"], pair["mask"])
+        except InpaintError as error:
+            yield beam.pvalue.TaggedOutput(_FAILED, _dead(pair, str(error)))
+        except OSError as error:  # unreadable, vanished, no permission
+            yield beam.pvalue.TaggedOutput(_FAILED, _dead(pair, f"cannot read: {error}"))
+        else:
+            yield {"image": image, "mask": mask, "depth": depth, "pair": pair}
+
+
+class _Write(beam.DoFn):
+    """A prediction -> OUT/<stem>.png, then its record (each atomic); yields the record."""
+
+    def __init__(self, job):
+        self.job = job
+
+    def process(self, prediction):
+        from tf_semantic_inpaint.images import encode_png
+
+        example, result = prediction.example, prediction.inference
+        pair = example["pair"]
+        _write_atomic(pair["output"], encode_png(result.output, example["depth"]))
+        record = {
+            "input": pair["image"], "mask": pair["mask"], "output": pair["output"],
+            "context_loss": result.context_loss, "prior_loss": result.prior_loss,
+            "model": self.job.model_version["path"], "model_version": self.job.model_version["version"],
+            "job": self.job.fingerprint,
+        }
+        _write_atomic(_join(_join(self.job.out, RECORDS), f"{pair['stem']}.json"),
+                      json.dumps(record, sort_keys=True).encode())
+        beam.metrics.Metrics.counter("tfinpaint", "inpainted").inc()
+        yield record
+
+
+def _failed_batch(failure):
+    """RunInference's dead letter (batch, exception) -> one dead letter per pair."""
+    batch, error = failure
+    for example in batch:
+        yield _dead(example["pair"], f"inference failed: {error!r}")
+
+
+def _manifest_line(record):
+    """The manifest's view of a record: input, output, losses and model version."""
+    keep = ("input", "mask", "output", "context_loss", "prior_loss", "model", "model_version")
+    return json.dumps({k: record[k] for k in keep}, sort_keys=True)
+
+
+def _count(name):
+    def count(element):
+        beam.metrics.Metrics.counter("tfinpaint", name).inc()
+        return element
+
+    return count
+
+
+def build(pipeline, job):
+    """Add the batch-inpainting steps for `job` to `pipeline`."""
+    images = (
+        pipeline
+        | "MatchImages" >> fileio.MatchFiles(_pattern(job.images))
+        | "ImageKeys" >> beam.Map(lambda m: (_stem(m.path), m.path))
+    )
+    if _is_folder(job.images):  # a folder: its image files only, as `tfinpaint inpaint`
+        images |= "ImageFiles" >> beam.Filter(lambda kv: kv[1].lower().endswith(IMAGE_SUFFIXES))
+    shared_mask = job.masks if not _is_glob(job.masks) and not _is_folder(job.masks) else None
+    groups = {"image": images}
+    if shared_mask is None:
+        groups["mask"] = (
+            pipeline
+            | "MatchMasks" >> fileio.MatchFiles(_pattern(job.masks))
+            | "MaskKeys" >> beam.Map(lambda m: (_stem(m.path), m.path))
+        )
+    groups["record"] = (
+        pipeline
+        | "MatchRecords" >> fileio.MatchFiles(_join(_join(job.out, RECORDS), "*.json"),
+                                              empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+        | "ReadRecords" >> fileio.ReadMatches()
+        | "RecordKeys" >> beam.Map(lambda f: (_stem(f.metadata.path), f.read_utf8()))
+    )
+    paired = (
+        groups
+        | "Pair" >> beam.CoGroupByKey()
+        | "Check" >> beam.ParDo(_Pair(job, shared_mask)).with_outputs(_FAILED, "kept", main="todo")
+    )
+    loaded = paired.todo | "Load" >> beam.ParDo(_Load(job.resize_mask)).with_outputs(_FAILED, main="ok")
+    # The shipped model is found by each worker in its own installed package.
+    handler = InpaintModelHandler(None if job.model_version["path"] == "shipped" else job.model,
+                                  job.settings, job.blend, job.batch_size)
+    predictions, failures = loaded.ok | "Inpaint" >> RunInference(handler).with_exception_handling()
+    written = predictions | "Write" >> beam.ParDo(_Write(job))
+    failed_inference = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch)
+
+    (
+        (written, paired.kept)
+        | "AllRecords" >> beam.Flatten()
+        | "ManifestLines" >> beam.Map(_manifest_line)
+        | "WriteManifest" >> beam.io.WriteToText(_join(job.out, MANIFEST), shard_name_template="", num_shards=1)
+    )
+    (
+        (paired[_FAILED], loaded[_FAILED], failed_inference)
+        | "AllFailed" >> beam.Flatten()
+        | "CountFailed" >> beam.Map(_count("failed"))
+        | "FailedLines" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
+        | "WriteDeadLetter" >> beam.io.WriteToText(_join(job.out, DEAD_LETTER), shard_name_template="",
+                                                   num_shards=1)
+    )
+
+
+@dataclasses.dataclass
+class BeamReport:
+    """What a finished pipeline did: counts and where its manifest and dead letters are."""
+
+    inpainted: int
+    skipped: int
+    failed: int
+    manifest: str
+    dead_letter: str
+
+
+def run(images, masks, out, model=None, settings=None, blend=True, resize_mask=False, force=False,
+        batch_size=16, pipeline_args=None):
+    """Inpaint every image/mask pair on Beam and wait for the pipeline; return a BeamReport.
+
+    Args:
+        images, masks: file patterns or folders (masks: also one file for every image).
+        out: output folder.
+        model: SavedModel or TF Serving base, local or remote; None: the shipped model.
+        settings: SearchSettings, or a callable(model defaults) -> SearchSettings.
+        pipeline_args: Beam pipeline options as command-line words, e.g.
+            ["--runner", "DataflowRunner", "--project", "p", ...].
+
+    Raises:
+        InpaintError: nothing matches `images`, or the model cannot be found.
+    """
+    if not _match(_pattern(images)) and not _is_folder(images):
+        raise InpaintError(f"no file matches {images}; check the pattern (quote it in a shell).")
+    model_dir, version = resolve_model(model)
+    _remove_leftovers(out)
+    defaults = SearchSettings(**version["defaults"]) if version.get("defaults") else SearchSettings()
+    settings = settings(defaults) if callable(settings) else settings
+    job = BeamJob(images=images, masks=masks, out=out, model=model_dir, model_version=version,
+                  settings=settings or defaults, blend=blend, resize_mask=resize_mask, force=force,
+                  batch_size=batch_size)
+    options = PipelineOptions(pipeline_args or [])
+    with beam.Pipeline(options=options) as pipeline:
+        build(pipeline, job)
+    result = pipeline.result
+    counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
+                if c.key.metric.namespace == "tfinpaint"}
+    return BeamReport(inpainted=counters.get("inpainted", 0), skipped=counters.get("skipped", 0),
+                      failed=counters.get("failed", 0), manifest=_join(out, MANIFEST),
+                      dead_letter=_join(out, DEAD_LETTER))
+
+
+def _remove_leftovers(out):
+    """Temporary files of an earlier run that was killed (one run per --out at a time)."""
+    leftovers = [m.path for pattern in (".tmp-*", f"{RECORDS}/.tmp-*", "beam-temp-*")
+                 for m in _match(_join(out, pattern))]
+    if leftovers:
+        FileSystems.delete(leftovers)
+
+
+def read_lines(path):
+    """The JSON lines of a manifest or dead-letter file, on any file system."""
+    return [json.loads(line) for line in _read(path).decode().splitlines() if line.strip()]
+
