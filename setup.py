@@ -45,6 +45,7 @@ setup(
         "scipy>=1.11",
         "opencv-python-headless>=4.8",
         "click>=8.1",
+        "h11>=0.14",  # HTTP/1.1 parsing for `tfinpaint serve`
         "tqdm>=4.60",
     ],
     extras_require={
