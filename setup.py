@@ -50,7 +50,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "scikit-image>=0.22", "nbclient>=0.10", "nbformat>=5", "ipykernel",
-                 "matplotlib>=3.7"],
+                 "matplotlib>=3.7", "ruff>=0.6"],
         "notebooks": ["jupyter", "matplotlib>=3.7", "scikit-image>=0.22"],
         "evaluate": ["scikit-image>=0.22"],
     },
