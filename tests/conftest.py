@@ -43,16 +43,13 @@ def fashion_mnist_train_images():
 @pytest.fixture(scope="session")
 def tiny_export(tiny_models, tmp_path_factory):
     """A TF Serving model base holding version 1 of the tiny models, with short search defaults."""
-    from tf_semantic_inpaint.export import InpaintingModule, write_savedmodel
-    from tf_semantic_inpaint.search import SearchSettings
+    from tf_semantic_inpaint.contract import SearchSettings
+    from tf_semantic_inpaint.export import InpaintingModule, SearchCompleter, write_savedmodel
 
     base = tmp_path_factory.mktemp("export") / "tiny"
-    settings = SearchSettings(iterations=30, restarts=2, learning_rate=0.05)
-    module = InpaintingModule(*tiny_models, settings)
-    import dataclasses
-
-    write_savedmodel(module, str(base / "1"), {"search_defaults": dataclasses.asdict(settings),
-                                               "resolution": 28, "channels": 1})
+    module = InpaintingModule(SearchCompleter(*tiny_models), SearchSettings(iterations=30, restarts=2,
+                                                                            learning_rate=0.05))
+    write_savedmodel(module, str(base / "1"), module.card())
     return str(base)
 
 
@@ -80,3 +77,23 @@ def _debian_images(prefix):
     if not path.is_file():
         pytest.fail("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist (.ci/run does)")
     return read_idx(path)[..., np.newaxis].astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="module")
+def server(tiny_export):
+    """`tfinpaint serve` of the tiny export on a loopback ephemeral port, for one test module."""
+    from tf_semantic_inpaint import devserver
+
+    server = devserver.make_server(tiny_export, port=0, quiet=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def batch(fashion_mnist_test_images):
+    """Three real images [3, 28, 28, 1] with center, pattern and random masks [3, 28, 28, 1]."""
+    from tf_semantic_inpaint.masks import make_mask
+
+    images = fashion_mnist_test_images[:3]
+    masks = np.stack([make_mask(kind, 28, 28, seed=i) for i, kind in enumerate(["center", "pattern", "random"])])
+    return images, masks

@@ -40,9 +40,9 @@ def pairs(tmp_path_factory):
 
 
 def _run(pairs, out, tiny_export, *pipeline_args, **options):
-    from tf_semantic_inpaint import beam as batch
+    from tf_semantic_inpaint import beam as inpaint_beam
 
-    return batch.run(str(pairs / "images"), str(pairs / "masks"), str(out), model=tiny_export,
+    return inpaint_beam.run(str(pairs / "images"), str(pairs / "masks"), str(out), model=tiny_export,
                      pipeline_args=["--runner", "DirectRunner", *pipeline_args], **options)
 
 
@@ -52,37 +52,49 @@ def beam_run(pairs, tiny_export, tmp_path_factory):
     return out, _run(pairs, out, tiny_export)
 
 
+def _assert_same_images(ours, theirs):
+    """The same images, up to float rounding: the search's arithmetic differs in the last bits
+    between batch sizes (oneDNN), so a few 8-bit pixels may round the other way (1/255)."""
+    assert sorted(ours) == sorted(theirs)
+    differ = 0
+    for name in theirs:
+        np.testing.assert_allclose(ours[name], theirs[name], atol=1 / 255 + 1e-6, rtol=0, err_msg=name)
+        differ += int(np.sum(ours[name] != theirs[name]))
+    pixels = sum(image.size for image in theirs.values())
+    print(f"{differ} of {pixels} pixels differ by 1/255")
+    assert differ <= 0.001 * pixels
+
+
 def _outputs(folder):
     return {name: read_image(str(folder / name)) for name in sorted(os.listdir(folder)) if name.endswith(".png")}
 
 
 @pytest.mark.slow
 def test_beam_gives_what_tfinpaint_inpaint_gives_on_the_folder(pairs, beam_run, tiny_export, tmp_path):
-    from tf_semantic_inpaint.inpaint import inpaint_files
+    from tf_semantic_inpaint.files import inpaint_files
 
     out, report = beam_run
     assert (report.inpainted, report.skipped, report.failed) == (N_GOOD, 0, 3)
     folder_out = tmp_path / "folder"
     inpaint_files(str(pairs / "good"), str(pairs / "masks"), str(folder_out), model=tiny_export, progress=False)
     ours, theirs = _outputs(out), _outputs(folder_out)
-    assert sorted(ours) == sorted(theirs) == [f"{i:04d}.png" for i in range(N_GOOD)]
-    for name in theirs:
-        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+    assert sorted(ours) == [f"{i:04d}.png" for i in range(N_GOOD)]
+    _assert_same_images(ours, theirs)
 
 
 @pytest.mark.slow
 def test_manifest_has_one_line_per_image_and_dead_letters_say_why(pairs, beam_run, tiny_export):
-    from tf_semantic_inpaint import beam as batch
+    from tf_semantic_inpaint import beam as inpaint_beam
 
     out, report = beam_run
-    lines = batch.read_lines(report.manifest)
+    lines = inpaint_beam.read_lines(report.manifest)
     assert sorted(line["output"] for line in lines) == [str(out / f"{i:04d}.png") for i in range(N_GOOD)]
     for line in lines:
         assert set(line) == {"input", "mask", "output", "context_loss", "prior_loss", "model", "model_version"}
         assert os.path.basename(line["input"]) == os.path.basename(line["output"])
         assert line["model_version"] == 1 and line["model"].endswith(os.path.join("tiny", "1"))
         assert np.isfinite(line["context_loss"]) and line["context_loss"] > 0
-    reasons = {os.path.basename(d["input"]): d["reason"] for d in batch.read_lines(report.dead_letter)}
+    reasons = {os.path.basename(d["input"]): d["reason"] for d in inpaint_beam.read_lines(report.dead_letter)}
     assert set(reasons) == {"unreadable.png", "wide.png", "maskless.png"}
     assert "cannot read" in reasons["unreadable.png"]
     assert "28x28 but image" in reasons["wide.png"] and "--resize-mask" in reasons["wide.png"]
@@ -94,17 +106,14 @@ def test_multi_process_direct_runner_on_both_cores_gives_the_same_images(pairs, 
     out = tmp_path / "completed"
     report = _run(pairs, out, tiny_export, "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
     assert (report.inpainted, report.failed) == (N_GOOD, 3)
-    single, multi = _outputs(beam_run[0]), _outputs(out)
-    assert sorted(single) == sorted(multi)
-    for name in single:
-        np.testing.assert_array_equal(multi[name], single[name], err_msg=name)
+    _assert_same_images(_outputs(out), _outputs(beam_run[0]))
 
 
 def test_a_pattern_matching_nothing_is_refused_before_the_pipeline(tmp_path):
-    from tf_semantic_inpaint import beam as batch
+    from tf_semantic_inpaint import beam as inpaint_beam
 
     with pytest.raises(InpaintError, match="no file matches"):
-        batch.run(str(tmp_path / "nothing" / "*.png"), str(tmp_path / "*.png"), str(tmp_path / "out"),
+        inpaint_beam.run(str(tmp_path / "nothing" / "*.png"), str(tmp_path / "*.png"), str(tmp_path / "out"),
                   model=str(tmp_path / "no model: never looked at"))
     assert not (tmp_path / "out").exists()
 
@@ -129,11 +138,12 @@ def test_the_core_install_works_without_beam_and_says_how_to_get_it(tmp_path):
 
 def test_pairs_are_found_by_stem_and_bad_pairings_are_dead_letters():
     """The pairing step alone: a stem with two images, one with two masks, a mask without image."""
-    from tf_semantic_inpaint import beam as batch
-    from tf_semantic_inpaint.search import SearchSettings
+    from tf_semantic_inpaint import beam as inpaint_beam
+    from tf_semantic_inpaint.contract import SearchSettings
 
-    job = batch.BeamJob(images="i/*", masks="m/*", out="o", model="x", model_version={}, settings=SearchSettings())
-    sort = batch._Pair(job, None).sort
+    job = inpaint_beam.BeamJob(images="i/*", masks="m/*", out="o", model="x", model_version={},
+                               settings=SearchSettings())
+    sort = inpaint_beam._Pair(job, None).sort
     assert sort("a", {"image": ["i/a.png"], "mask": ["m/a.png"], "record": []}) == [
         (None, {"stem": "a", "image": "i/a.png", "mask": "m/a.png", "output": os.path.join("o", "a.png")})]
     assert [tag for tag, _ in sort("b", {"image": ["i/b.png", "i/b.jpg"], "mask": ["m/b.png"]})] == ["failed"] * 2
@@ -147,7 +157,7 @@ def test_re_running_skips_what_is_done_and_redoes_only_what_was_interrupted(pair
     """Run again over the module's finished run; then as if interrupted: three records lost,
     an output torn, a killed writer's temporary file left behind. (Last in the file: it
     rewrites the module run's outputs, to the same pixels.)"""
-    from tf_semantic_inpaint import beam as batch
+    from tf_semantic_inpaint import beam as inpaint_beam
 
     out, first = beam_run
     before = _outputs(out)
@@ -155,7 +165,8 @@ def test_re_running_skips_what_is_done_and_redoes_only_what_was_interrupted(pair
     again = _run(pairs, out, tiny_export)
     assert (again.inpainted, again.skipped, again.failed) == (0, N_GOOD, 3)
     assert {name: os.path.getmtime(out / name) for name in before} == stamps  # nothing rewritten
-    assert sorted(map(str, batch.read_lines(again.manifest))) == sorted(map(str, batch.read_lines(first.manifest)))
+    lines = lambda report: sorted(map(str, inpaint_beam.read_lines(report.manifest)))  # noqa: E731
+    assert lines(again) == lines(first)
 
     for name in ("0003", "0100", "0199"):
         os.remove(out / ".records" / f"{name}.json")
@@ -163,8 +174,6 @@ def test_re_running_skips_what_is_done_and_redoes_only_what_was_interrupted(pair
     (out / ".tmp-deadbeef-0042.png").write_bytes(b"half")
     resumed = _run(pairs, out, tiny_export)
     assert (resumed.inpainted, resumed.skipped) == (3, N_GOOD - 3)
-    after = _outputs(out)
-    for name in before:
-        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    _assert_same_images(_outputs(out), before)
     assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
-    assert len(batch.read_lines(resumed.manifest)) == N_GOOD  # no duplicate lines
+    assert len(inpaint_beam.read_lines(resumed.manifest)) == N_GOOD  # no duplicate lines

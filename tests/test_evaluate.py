@@ -31,11 +31,11 @@ def searches():
 @pytest.fixture(scope="module")
 def report(tiny_export, truth, searches):
     """Every method on every mask kind, plus an oracle that returns the ground truth."""
-    from tf_semantic_inpaint.inpaint import LocalModel
+    from tf_semantic_inpaint.local import LocalModel
 
     model = LocalModel(tiny_export)
-    search = model.search
-    model.search = lambda images, *a, **k: searches.append(len(images)) or search(images, *a, **k)
+    search = model.inpaint_png
+    model.inpaint_png = lambda images, *a, **k: searches.append(len(images)) or search(images, *a, **k)
 
     def oracle(image, mask):
         # It sees the hole zeroed, so it finds its image by the known pixels.

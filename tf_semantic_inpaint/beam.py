@@ -10,8 +10,9 @@ system Beam supports (local paths, gs://, s3:// with Beam's gcp / aws extras):
       -> pair by file stem (photos/a.png with masks/a.png)    unpaired -> dead letter
       -> skip pairs already done with this model and search   (re-runs resume)
       -> read, decode, check each pair                        unreadable, sizes differ -> dead letter
-      -> RunInference(InpaintModelHandler): the exported SavedModel through the same
-         library calls as `tfinpaint inpaint`                 failed batch -> dead letter
+      -> RunInference(InpaintModelHandler): the exported SavedModel's `inpaint_png`
+         path through the library calls `tfinpaint inpaint` makes
+         (files.decode_pair, inpaint.complete, files.encode_for)   failed batch -> dead letter
       -> write OUT/<stem>.png and its record, each atomically
       -> OUT/manifest.jsonl (one line per image) and OUT/dead_letter.jsonl (one per bad pair)
 
@@ -41,7 +42,7 @@ except ImportError as error:  # the core install stays light; Beam is an extra
         'pip install "tf-semantic-inpaint[beam]"'
     ) from None
 
-from tf_semantic_inpaint.search import SearchSettings
+from tf_semantic_inpaint.contract import SearchSettings
 
 MANIFEST = "manifest.jsonl"
 DEAD_LETTER = "dead_letter.jsonl"
@@ -57,10 +58,12 @@ class BeamJob:
         images, masks: file patterns (or folders) Beam's FileSystems can match; `masks`
             may also name one mask file used for every image.
         out: the output folder (local, gs://, s3://, ...).
-        model: the resolved SavedModel directory (a version folder).
+        model: the SavedModel directory (a version folder); None: the shipped model,
+            which each worker finds in its own installed package.
         model_version: the model as written into every record: path ("shipped" for the
-            model in the package), version, export time and search defaults.
-        settings: the search settings (the model's defaults with the user's changes).
+            model in the package), version and export time.
+        settings: the search settings, complete (the model's defaults with the user's
+            changes), checked against the model's limits at launch.
         blend: Poisson-blend G(z*) into each image.
         resize_mask: stretch a mask of another size to its image.
         force: redo pairs that already have a record for this model and search.
@@ -70,7 +73,7 @@ class BeamJob:
     images: str
     masks: str
     out: str
-    model: str
+    model: str | None
     model_version: dict
     settings: SearchSettings
     blend: bool = True
@@ -136,35 +139,34 @@ def _write_atomic(path, data):
 # --- The model ------------------------------------------------------------------------
 
 
-def resolve_model(model=None):
-    """(SavedModel directory, version record) of `model` (None: the shipped model).
+def load_model(model=None):
+    """(LocalModel, SavedModel directory or None for shipped, version record) of `model`.
 
-    Resolved once, at launch, so every worker uses the same version.
+    Loaded once at launch, to check the search settings against the model's limits
+    and to fix the version every worker uses; a remote model is copied locally first.
     """
-    from tf_semantic_inpaint.inpaint import resolve_model_dir
+    from tf_semantic_inpaint.contract import resolve_model_dir
+    from tf_semantic_inpaint.local import LocalModel
 
-    if model is None or not _is_remote(model):
-        path = resolve_model_dir(model)
-        card_path = os.path.join(path, "model_card.json")
-        card = json.loads(_read(card_path)) if os.path.isfile(card_path) else {}
-        name = "shipped" if model is None else os.path.abspath(path)
-    else:
-        path = model.rstrip("/")
-        if not FileSystems.exists(_join(path, "saved_model.pb")):
-            versions = sorted(
-                (int(_name(m.path.rsplit("/", 1)[0])) for m in _match(_join(path, "*/saved_model.pb"))
-                 if _name(m.path.rsplit("/", 1)[0]).isdigit()),
-                reverse=True,
-            )
-            if not versions:
-                raise InpaintError(f"{model} holds no SavedModel (no saved_model.pb in it or in a version folder).")
-            path = _join(path, str(versions[0]))
-        card_path = _join(path, "model_card.json")
-        card = json.loads(_read(card_path)) if FileSystems.exists(card_path) else {}
-        name = path
-    version = _name(path.rstrip("/"))
-    return path, {"path": name, "version": int(version) if version.isdigit() else version,
-                  "exported": card.get("exported"), "defaults": card.get("search_defaults")}
+    if model is not None and _is_remote(model):
+        model = _newest_version(model.rstrip("/"))
+    loaded = LocalModel(_local_copy(model))
+    if model is not None and not _is_remote(model):
+        model = os.path.abspath(resolve_model_dir(model))
+    version = _name(model.rstrip("/")) if model else os.path.basename(loaded.path)
+    return loaded, model, {"path": model or "shipped", "version": int(version) if version.isdigit() else version,
+                           "exported": loaded.card.get("exported")}
+
+
+def _newest_version(base):
+    """`base` itself when it holds a SavedModel, else its newest integer version folder."""
+    if FileSystems.exists(_join(base, "saved_model.pb")):
+        return base
+    folders = [posixpath.basename(posixpath.dirname(m.path)) for m in _match(_join(base, "*/saved_model.pb"))]
+    versions = sorted((int(f) for f in folders if f.isdigit()), reverse=True)
+    if not versions:
+        raise InpaintError(f"{base} holds no SavedModel (no saved_model.pb in it or in a version folder).")
+    return _join(base, str(versions[0]))
 
 
 def _match(pattern):
@@ -191,10 +193,11 @@ def _local_copy(model_dir):
 class InpaintModelHandler(ModelHandler):
     """RunInference's handler over our exported SavedModel (no tensorflow_hub needed).
 
-    An example is a dict with `image` float32 [H, W, C] in [0, 1] and `mask` [H, W, 1]
-    (1 = known) at the image's own size; a prediction is a PredictionResult whose
-    inference is the `inpaint.InpaintResult`, made by the library's `inpaint_batch`,
-    the function `tfinpaint inpaint` calls.
+    An example is a dict holding an `inpaint.Pair` (the image, its known-pixel mask
+    and the PNG bytes the model receives, made by `files.decode_pair`); a prediction
+    is a PredictionResult whose inference is (`inpaint.InpaintResult`, warnings), made
+    by `inpaint.complete`: the calls `tfinpaint inpaint` makes, on the model's
+    `inpaint_png` path, so both give the same images.
     """
 
     def __init__(self, model_dir, settings, blend=True, batch_size=16):
@@ -202,19 +205,20 @@ class InpaintModelHandler(ModelHandler):
         self.model_dir, self.settings, self.blend = model_dir, settings, blend
 
     def load_model(self):
-        from tf_semantic_inpaint.inpaint import LocalModel
+        from tf_semantic_inpaint.local import LocalModel
 
         return LocalModel(_local_copy(self.model_dir))
 
     def run_inference(self, batch, model, inference_args=None):
-        from tf_semantic_inpaint.inpaint import inpaint_batch
+        from tf_semantic_inpaint.inpaint import complete, mismatch_warnings
 
-        results = inpaint_batch([e["image"] for e in batch], [e["mask"] for e in batch], model,
-                                self.settings, blend=self.blend)
-        return [PredictionResult(example, result, self.model_dir) for example, result in zip(batch, results)]
+        pairs = [example["pair"] for example in batch]
+        results = complete(pairs, model, self.settings, self.blend)
+        return [PredictionResult(example, (result, mismatch_warnings(pair.image, model)), self.model_dir)
+                for example, pair, result in zip(batch, pairs, results)]
 
     def get_num_bytes(self, batch):
-        return sum(e["image"].nbytes + e["mask"].nbytes for e in batch)
+        return sum(e["pair"].image.nbytes + len(e["pair"].image_png) for e in batch)
 
     def get_metrics_namespace(self):
         return "tfinpaint"
@@ -225,9 +229,9 @@ class InpaintModelHandler(ModelHandler):
 _FAILED = "failed"
 
 
-def _dead(pair, reason):
+def _dead(paths, reason):
     """A dead letter: the pair's files and why it was not inpainted."""
-    return {"input": pair.get("image"), "mask": pair.get("mask"), "reason": reason}
+    return {"input": paths.get("image"), "mask": paths.get("mask"), "reason": reason}
 
 
 class _Pair(beam.DoFn):
@@ -250,22 +254,22 @@ class _Pair(beam.DoFn):
         if len(images) > 1:
             reason = f"{len(images)} images have the stem {stem!r}; their outputs would collide: rename one."
             return [(_FAILED, _dead({"image": image}, reason)) for image in images]
-        pair = {"stem": stem, "image": images[0], "mask": masks[0] if len(masks) == 1 else None,
+        paths = {"stem": stem, "image": images[0], "mask": masks[0] if len(masks) == 1 else None,
                 "output": _join(self.job.out, f"{stem}.png")}
         if not masks:
-            return [(_FAILED, _dead(pair, f"no mask for {_name(images[0])}: expected a file named "
+            return [(_FAILED, _dead(paths, f"no mask for {_name(images[0])}: expected a file named "
                                           f"{stem}.* matching {self.job.masks}."))]
         if len(masks) > 1:
             names = ", ".join(_name(m) for m in masks)
-            return [(_FAILED, _dead(pair, f"{len(masks)} masks have the stem {stem!r} ({names}): keep one."))]
-        if pair["output"] in (pair["image"], pair["mask"]):
-            return [(_FAILED, _dead(pair, f"the output {pair['output']} is one of the inputs; "
+            return [(_FAILED, _dead(paths, f"{len(masks)} masks have the stem {stem!r} ({names}): keep one."))]
+        if paths["output"] in (paths["image"], paths["mask"]):
+            return [(_FAILED, _dead(paths, f"the output {paths['output']} is one of the inputs; "
                                           "choose another --out."))]
         record = _previous_record(found.get("record", []))
-        if not self.job.force and record is not None and _same_job(record, pair, self.job):
+        if not self.job.force and record is not None and _same_job(record, paths, self.job):
             beam.metrics.Metrics.counter("tfinpaint", "skipped").inc()
             return [("kept", record)]
-        return [(None, pair)]
+        return [(None, paths)]
 
 
 def _previous_record(texts):
@@ -277,32 +281,29 @@ def _previous_record(texts):
     return None
 
 
-def _same_job(record, pair, job):
+def _same_job(record, paths, job):
     return (record.get("input"), record.get("mask"), record.get("output")) == (
-        pair["image"], pair["mask"], pair["output"]) and record.get("job") == job.fingerprint
+        paths["image"], paths["mask"], paths["output"]) and record.get("job") == job.fingerprint
 
 
 class _Load(beam.DoFn):
-    """A pair of paths -> an example for the model handler, or a dead letter with the reason."""
+    """Paths of a pair -> an example for the model handler, or a dead letter with the reason."""
 
     def __init__(self, resize_mask):
         self.resize_mask = resize_mask
 
-    def process(self, pair):
-        from tf_semantic_inpaint import masks as masking
-        from tf_semantic_inpaint.images import decode_image_with_depth
-        from tf_semantic_inpaint.inpaint import check_pair
+    def process(self, paths):
+        from tf_semantic_inpaint.files import decode_pair
 
         try:
-            image, depth = decode_image_with_depth(_read(pair["image"]), pair["image"])
-            mask = masking.decode_mask(_read(pair["mask"]), pair["mask"])
-            mask = check_pair(image, mask, self.resize_mask, pair["image"], pair["mask"])
+            pair, depth = decode_pair(_read(paths["image"]), _read(paths["mask"]), self.resize_mask,
+                                      paths["image"], paths["mask"])
         except InpaintError as error:
-            yield beam.pvalue.TaggedOutput(_FAILED, _dead(pair, str(error)))
+            yield beam.pvalue.TaggedOutput(_FAILED, _dead(paths, str(error)))
         except OSError as error:  # unreadable, vanished, no permission
-            yield beam.pvalue.TaggedOutput(_FAILED, _dead(pair, f"cannot read: {error}"))
+            yield beam.pvalue.TaggedOutput(_FAILED, _dead(paths, f"cannot read: {error}"))
         else:
-            yield {"image": image, "mask": mask, "depth": depth, "pair": pair}
+            yield {"pair": pair, "depth": depth, "paths": paths}
 
 
 class _Write(beam.DoFn):
@@ -312,18 +313,20 @@ class _Write(beam.DoFn):
         self.job = job
 
     def process(self, prediction):
-        from tf_semantic_inpaint.images import encode_png
+        from tf_semantic_inpaint.files import encode_for
 
-        example, result = prediction.example, prediction.inference
-        pair = example["pair"]
-        _write_atomic(pair["output"], encode_png(result.output, example["depth"]))
+        example, (result, warnings) = prediction.example, prediction.inference
+        paths = example["paths"]
+        _write_atomic(paths["output"], encode_for(paths["output"], result.output, example["depth"]))
         record = {
-            "input": pair["image"], "mask": pair["mask"], "output": pair["output"],
+            "input": paths["image"], "mask": paths["mask"], "output": paths["output"],
             "context_loss": result.context_loss, "prior_loss": result.prior_loss,
             "model": self.job.model_version["path"], "model_version": self.job.model_version["version"],
             "job": self.job.fingerprint,
         }
-        _write_atomic(_join(_join(self.job.out, RECORDS), f"{pair['stem']}.json"),
+        if warnings:
+            record["warnings"] = warnings
+        _write_atomic(_join(_join(self.job.out, RECORDS), f"{paths['stem']}.json"),
                       json.dumps(record, sort_keys=True).encode())
         beam.metrics.Metrics.counter("tfinpaint", "inpainted").inc()
         yield record
@@ -333,13 +336,13 @@ def _failed_batch(failure):
     """RunInference's dead letter (batch, exception) -> one dead letter per pair."""
     batch, error = failure
     for example in batch:
-        yield _dead(example["pair"], f"inference failed: {error!r}")
+        yield _dead(example["paths"], f"inference failed: {error}")
 
 
 def _manifest_line(record):
     """The manifest's view of a record: input, output, losses and model version."""
-    keep = ("input", "mask", "output", "context_loss", "prior_loss", "model", "model_version")
-    return json.dumps({k: record[k] for k in keep}, sort_keys=True)
+    keep = ("input", "mask", "output", "context_loss", "prior_loss", "model", "model_version", "warnings")
+    return json.dumps({k: record[k] for k in keep if k in record}, sort_keys=True)
 
 
 def _count(name):
@@ -380,9 +383,7 @@ def build(pipeline, job):
         | "Check" >> beam.ParDo(_Pair(job, shared_mask)).with_outputs(_FAILED, "kept", main="todo")
     )
     loaded = paired.todo | "Load" >> beam.ParDo(_Load(job.resize_mask)).with_outputs(_FAILED, main="ok")
-    # The shipped model is found by each worker in its own installed package.
-    handler = InpaintModelHandler(None if job.model_version["path"] == "shipped" else job.model,
-                                  job.settings, job.blend, job.batch_size)
+    handler = InpaintModelHandler(job.model, job.settings, job.blend, job.batch_size)
     predictions, failures = loaded.ok | "Inpaint" >> RunInference(handler).with_exception_handling()
     written = predictions | "Write" >> beam.ParDo(_Write(job))
     failed_inference = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch)
@@ -422,27 +423,25 @@ def run(images, masks, out, model=None, settings=None, blend=True, resize_mask=F
         images, masks: file patterns or folders (masks: also one file for every image).
         out: output folder.
         model: SavedModel or TF Serving base, local or remote; None: the shipped model.
-        settings: SearchSettings, or a callable(model defaults) -> SearchSettings.
+        settings: {SearchSettings field: value} overriding the model's defaults.
         pipeline_args: Beam pipeline options as command-line words, e.g.
             ["--runner", "DataflowRunner", "--project", "p", ...].
 
     Raises:
-        InpaintError: nothing matches `images`, or the model cannot be found.
+        InpaintError: nothing matches `images`, the model cannot be loaded, or a
+            setting is out of range or over the model's limits; before the pipeline starts.
     """
-    if not _match(_pattern(images)) and not _is_folder(images):
+    if not _is_folder(images) and not _match(images):
         raise InpaintError(f"no file matches {images}; check the pattern (quote it in a shell).")
-    model_dir, version = resolve_model(model)
-    _remove_leftovers(out)
-    defaults = SearchSettings(**version["defaults"]) if version.get("defaults") else SearchSettings()
-    settings = settings(defaults) if callable(settings) else settings
+    loaded, model_dir, version = load_model(model)
+    settings = dataclasses.replace(loaded.defaults, **(settings or {})).check(loaded.limits, batch_size)
+    del loaded  # each worker loads its own
     job = BeamJob(images=images, masks=masks, out=out, model=model_dir, model_version=version,
-                  settings=settings or defaults, blend=blend, resize_mask=resize_mask, force=force,
-                  batch_size=batch_size)
-    options = PipelineOptions(pipeline_args or [])
-    with beam.Pipeline(options=options) as pipeline:
+                  settings=settings, blend=blend, resize_mask=resize_mask, force=force, batch_size=batch_size)
+    _remove_leftovers(out)
+    with beam.Pipeline(options=PipelineOptions(pipeline_args or [])) as pipeline:
         build(pipeline, job)
-    result = pipeline.result
-    counters = {c.key.metric.name: c.committed for c in result.metrics().query()["counters"]
+    counters = {c.key.metric.name: c.committed for c in pipeline.result.metrics().query()["counters"]
                 if c.key.metric.namespace == "tfinpaint"}
     return BeamReport(inpainted=counters.get("inpainted", 0), skipped=counters.get("skipped", 0),
                       failed=counters.get("failed", 0), manifest=_join(out, MANIFEST),

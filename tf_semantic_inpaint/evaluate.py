@@ -132,8 +132,8 @@ class Report:
         if self.settings:
             s = self.settings
             search = (f"{s['iterations']} iterations, {s['restarts']} restarts, learning rate "
-                      f"{s['learning_rate']}, λ {s['lam']}, prior {s['prior']}, window "
-                      f"{s['window']}, seed {s['seed']}")
+                      f"{s['learning_rate']}, λ {s['lam']}, seed {s['seed']}"
+                      + "".join(f", {k} {s[k]}" for k in ("prior", "window") if k in s))
         else:
             search = "the server's defaults"
         return (f"Dataset {self.dataset}, split {self.split}, n = {self.n} images at "
@@ -224,7 +224,7 @@ class Report:
         masked input (hole in mid grey) | each method | ground truth, each tile
         enlarged by pixel replication to at least FIGURE_TILE pixels.
         """
-        from tf_semantic_inpaint.images import grid
+        from tf_semantic_inpaint.images import grid, label_strip, labelled, put_text, text_width
 
         labels = ["masked"] + [SHORT_NAMES.get(m, m) for m in self.methods] + ["truth"]
         scale = max(1, -(-FIGURE_TILE // self.resolution))
@@ -235,15 +235,13 @@ class Report:
             panels = [example["masked"]] + [example["outputs"][m] for m in self.methods] + [example["truth"]]
             tiles = np.stack(panels, axis=1).reshape((-1,) + panels[0].shape[1:])  # row-major
             blocks.append((kind, grid(tiles, columns=len(panels), pad=pad, scale=scale)))
-        side = max(_text_width(kind) for kind in self.masks) + 12
-        header = _strip(24, side + blocks[0][1].shape[1])
-        for c, label in enumerate(labels):
-            _put_text(header, label, side + pad + c * (tile + pad) + tile // 2, 16, tile - 4)
-        parts = [_as_image(header, self.channels)]
+        side = max(text_width(kind) for kind in self.masks) + 12
+        header = labelled(np.zeros((0, blocks[0][1].shape[1], self.channels), np.float32), labels, tile, pad)
+        parts = [np.concatenate([label_strip(24, side, self.channels)[1](), header], axis=1)]
         for kind, block in blocks:
-            strip = _strip(block.shape[0], side)
-            _put_text(strip, kind, side // 2, block.shape[0] // 2 + 5, side - 4)
-            parts.append(np.concatenate([_as_image(strip, self.channels), block], axis=1))
+            canvas, as_image = label_strip(block.shape[0], side, self.channels)
+            put_text(canvas, kind, side // 2, block.shape[0] // 2 + 5, side - 4)
+            parts.append(np.concatenate([as_image(), block], axis=1))
         return np.concatenate(parts, axis=0)
 
     def figure(self, path):
@@ -256,35 +254,6 @@ class Report:
 def _significant(value, digits=4):
     """`value` rounded to `digits` significant figures (0.000123456 -> 0.0001235)."""
     return float(f"{value:.{digits}g}")
-
-
-def _text_width(text, font_scale=0.5):
-    """Width in pixels of `text` in OpenCV's simplex font at `font_scale`."""
-    import cv2
-
-    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0]
-
-
-def _strip(height, width):
-    """A white uint8 [height, width] canvas for labels (OpenCV draws text on 8 bits only)."""
-    return np.full((height, width), 255, np.uint8)
-
-
-def _as_image(strip, channels):
-    """A uint8 label strip as float32 [h, w, channels] in [0, 1]."""
-    return np.repeat(strip[..., np.newaxis].astype(np.float32) / 255.0, channels, axis=-1)
-
-
-def _put_text(canvas, text, center_x, baseline_y, max_width):
-    """Draw black `text` centred at center_x on a uint8 [h, w] canvas, shrunk to fit max_width."""
-    import cv2
-
-    font_scale = 0.5
-    while font_scale > 0.25 and _text_width(text, font_scale) > max_width:
-        font_scale -= 0.05
-    x = int(center_x - _text_width(text, font_scale) / 2)
-    cv2.putText(canvas, text, (max(x, 0), baseline_y), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                0, 1, cv2.LINE_AA)
 
 
 # --- Data ------------------------------------------------------------------------
@@ -339,7 +308,9 @@ def _to_unit(images, count):
     stacked = np.concatenate(batches) if batches else np.zeros((0,), np.float32)
     if len(stacked) != count:
         raise EvaluationError(f"expected {count:,} images but the dataset gave {len(stacked):,}.")
-    return np.clip((stacked + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
+    from tf_semantic_inpaint.preprocess import to_unit_range
+
+    return to_unit_range(stacked).numpy().astype(np.float32)
 
 
 def _channel_note(dataset, channels):
@@ -447,10 +418,10 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
         the split, or data-driven baselines on a split they were built from; all
         checked before the model or the data are loaded, except the split's size.
     """
-    from tqdm import tqdm
-
     from tf_semantic_inpaint import data
-    from tf_semantic_inpaint.inpaint import LocalModel, inpaint_batch
+    from tf_semantic_inpaint.inpaint import inpaint_batch
+    from tf_semantic_inpaint.local import LocalModel
+    from tf_semantic_inpaint.progress import Progress
 
     started = time.perf_counter()
     masks = check_masks(masks)
@@ -469,6 +440,11 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
     if not hasattr(model, "search"):
         model = LocalModel(model)
     settings = settings or getattr(model, "defaults", None)
+    if settings is not None and hasattr(model, "limits"):  # one search call must fit the model's limits
+        per_image = settings.restarts * max(settings.iterations, 1)
+        batch_size = max(1, min(batch_size, model.limits.max_batch,
+                                model.limits.max_candidates // settings.restarts,
+                                model.limits.max_candidate_steps // per_image))
     resolution, channels = model.resolution, model.channels
     truth = evaluation_images(dataset, split, n, resolution, channels, data_dir)
 
@@ -489,8 +465,7 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
     shown = {}
     keep = max(1, min(examples, n))
     batches = range(0, n, batch_size)
-    bar = tqdm(total=len(masks) * len(batches), unit="batch", desc="evaluate",
-               disable=None if progress else True)
+    bar = Progress(len(masks) * len(batches), "evaluate", unit="batch", enabled=progress)
     for kind in masks:
         all_masks = np.stack([make_mask(kind, resolution, resolution, seed * MASK_SEED_STRIDE + i)
                               for i in range(n)])
@@ -501,9 +476,9 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
             given = original * mask
             outputs = {}
             if any(m in methods for m in OURS):
-                bar.set_postfix_str(f"{kind}: latent search")
-                report = lambda done, total, kind=kind: bar.set_postfix_str(
-                    f"{kind}: latent search {done}/{total}")
+                step = bar.done
+                report = lambda done, total, losses, kind=kind, step=step: bar.update(
+                    step, f"{kind}: latent search {done}/{total}")
                 clock = time.perf_counter()
                 results = inpaint_batch(list(given), list(mask), model, settings,
                                         blend="ours_blend" in methods, progress=report)
@@ -513,7 +488,7 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
                         outputs[name] = np.stack([getattr(r, attribute) for r in results])
                         seconds[name] += spent
             for name, fn in runners.items():
-                bar.set_postfix_str(f"{kind}: {name}")
+                bar.update(bar.done, f"{kind}: {name}")
                 clock = time.perf_counter()
                 outputs[name] = np.stack([_checked_output(name, fn(g, m), g) for g, m in zip(given, mask)])
                 seconds[name] += time.perf_counter() - clock
@@ -531,7 +506,7 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
                     example[key] = _joined(example.get(key), value[:take].astype(np.float32))
                 for name in methods:
                     example["outputs"][name] = _joined(example["outputs"].get(name), outputs[name][:take])
-            bar.update(1)
+            bar.update(bar.done + 1)
     bar.close()
 
     scores = {
@@ -541,7 +516,8 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
         dataset=dataset, split=split, n=n, resolution=resolution, channels=channels,
         model_path=_shown_path(getattr(model, "path", None)) or getattr(model, "url", None),
         model_card=getattr(model, "card", {}) or {},
-        settings=dataclasses.asdict(settings) if settings is not None else None,
+        settings=({**dataclasses.asdict(settings), **(getattr(model, "card", {}) or {}).get("search_fixed", {})}
+                  if settings is not None else None),
         seed=seed, masks=masks, methods=methods, scores=scores, seconds=seconds,
         examples=shown, channel_note=_channel_note(dataset, channels), train_images=train_info,
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
