@@ -47,7 +47,8 @@ def batch_scaling(model_path, sizes=(1, 2, 4, 8, 16)):
                  "mask_png": tf.constant([masks[i % len(masks)] for i in range(size)])}
         signature(**batch)  # warm-up
         seconds, _ = best_of(lambda batch=batch: signature(**batch), repeats=2)
-        rows.append({"batch": size, "seconds_per_call": round(seconds, 3), "images_per_second": round(size / seconds, 3)})
+        rows.append({"batch": size, "seconds_per_call": round(seconds, 3),
+                     "images_per_second": round(size / seconds, 3)})
         print(f"batch {size:2d}: {seconds:6.2f} s per call, {size / seconds:5.2f} images/s", flush=True)
     return rows
 
