@@ -315,3 +315,17 @@ def test_importance_weights_in_a_tf_function_with_unknown_shape():
 def test_importance_window_must_be_a_positive_odd_integer(window):
     with pytest.raises(masks.MaskError, match="odd integer"):
         masks.importance_weights(np.ones((1, 8, 8, 1), np.float32), window)
+
+
+@pytest.mark.parametrize("kind", ["center", "pattern", "random", "half"])
+def test_importance_weights_equal_average_pooling_for_any_window_even_one_known_only_at_run_time(kind):
+    """The summed-area tables give exactly avg_pool2d's SAME average (border: inside pixels only)."""
+    import tensorflow as tf
+
+    m = np.stack([masks.make_mask(kind, 28, 30, seed=i) for i in range(3)])
+    at_run_time = tf.function(lambda m, w: masks.importance_weights(m, w))
+    for window in (1, 3, 7, 15, 27, 61):
+        pooled = tf.nn.avg_pool2d(1.0 - m, ksize=window, strides=1, padding="SAME").numpy()
+        expected = np.where(m != 0, pooled, 0.0)
+        np.testing.assert_allclose(masks.importance_weights(m, window).numpy(), expected, atol=1e-5)
+        np.testing.assert_allclose(at_run_time(tf.constant(m), tf.constant(window)).numpy(), expected, atol=1e-5)

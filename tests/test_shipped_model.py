@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tf_semantic_inpaint import contract
 from tf_semantic_inpaint import inpaint as inpainting
 from tf_semantic_inpaint.baselines import biharmonic
 from tf_semantic_inpaint.local import LocalModel
@@ -72,8 +73,13 @@ def test_wheel_carries_the_shipped_model(tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     wheel = next(p for p in os.listdir(tmp_path) if p.endswith(".whl"))
     names = zipfile.ZipFile(tmp_path / wheel).namelist()
-    for version in os.listdir(os.path.join(REPO, "saved_models", "fashion_mnist")):
-        assert f"tf_semantic_inpaint/saved_models/fashion_mnist/{version}/saved_model.pb" in names
-        assert f"tf_semantic_inpaint/saved_models/fashion_mnist/{version}/model_card.json" in names
+    base = os.path.join(REPO, "saved_models", "fashion_mnist")
+    prefix = "tf_semantic_inpaint/saved_models/fashion_mnist"
+    for version in contract.versions(base):
+        assert f"{prefix}/{version}/saved_model.pb" in names
+        assert f"{prefix}/{version}/model_card.json" in names
+    for name in os.listdir(base):  # files beside the versions, e.g. TF Serving's batching parameters
+        if os.path.isfile(os.path.join(base, name)):
+            assert f"{prefix}/{name}" in names
     assert any(n.startswith("tf_semantic_inpaint/saved_models/fashion_mnist/") and "/variables/" in n
                for n in names)

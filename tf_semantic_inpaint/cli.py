@@ -385,9 +385,14 @@ def export(run_dir, out, version, force, window, prior, **search):
               help="Model calls at once.")
 @click.option("--max-queue", type=click.IntRange(0), default=32, show_default=True,
               help="Model calls waiting for a worker (503 beyond).")
+@click.option("--enable-batching", is_flag=True,
+              help="Run concurrent inpaint / inpaint_png requests as one batch (TF Serving's flag).")
+@click.option("--batching-parameters-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="TF Serving's batching parameters file [default: MODEL_BASE/batching_parameters.txt "
+                   "if there is one, else 8 rows, 5 ms].")
 @click.option("--quiet", is_flag=True, help="No log line per request.")
 @_user_errors
-def serve(model_base, host, port, max_body_mb, **options):
+def serve(model_base, host, port, max_body_mb, enable_batching, batching_parameters_file, **options):
     """Serve MODEL_BASE over TF Serving's REST API, for development without Docker.
 
     Production serving is TensorFlow Serving itself, on the same model base:
@@ -401,10 +406,20 @@ def serve(model_base, host, port, max_body_mb, **options):
     `tfinpaint inpaint img.png mask.png --server http://127.0.0.1:8501 --model-name NAME`.
     It has no authentication: keep it on loopback (the default --host).
     """
+    from tf_semantic_inpaint.batching import BatchingParameters
+
+    batching = None
+    if batching_parameters_file and not enable_batching:
+        raise click.UsageError("--batching-parameters-file needs --enable-batching (as in TF Serving).")
+    if enable_batching:
+        shipped = os.path.join(model_base, "batching_parameters.txt")
+        path = batching_parameters_file or (shipped if os.path.isfile(shipped) else None)
+        batching = BatchingParameters.read(path) if path else BatchingParameters()
     _import_tensorflow_quietly()
     from tf_semantic_inpaint import devserver
 
-    devserver.serve(model_base, host=host, port=port, max_body_bytes=int(max_body_mb * 2**20), **options)
+    devserver.serve(model_base, host=host, port=port, max_body_bytes=int(max_body_mb * 2**20), batching=batching,
+                    **options)
 
 
 def _names(value):

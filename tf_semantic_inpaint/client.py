@@ -102,7 +102,8 @@ class RestModel:
 
     Attributes:
         resolution, channels, z_dim: from the model's metadata.
-        defaults, limits: from the model's `limits` signature.
+        defaults, limits: from the model's `limits` signature; None behind a server that
+            batches requests (it cannot run that signature, nor per-request settings).
     """
 
     def __init__(self, server, model_name, version=None, timeout=DEFAULT_TIMEOUT):
@@ -123,10 +124,18 @@ class RestModel:
             )
         _, self.resolution, _, self.channels = _dims(signatures["inpaint"]["inputs"]["images"])
         self.z_dim = _dims(signatures["inpaint"]["outputs"]["z"])[-1]
-        values = self._predict("limits", {})
-        self.defaults = SearchSettings(**{k: _scalar(values[f"default_{k}"], SearchSettings, k)
-                                          for k in SearchSettings.__dataclass_fields__})
-        self.limits = Limits(**{k: int(values[k]) for k in Limits.__dataclass_fields__})
+        try:
+            values = self._predict("limits", {})
+        except ServingError as error:
+            if "HTTP 400" not in str(error):
+                raise
+            # A server that batches (TF Serving's --enable_batching) cannot run the limits
+            # signature: the model's own settings still apply, through inpaint / inpaint_png.
+            self.defaults = self.limits = None
+        else:
+            self.defaults = SearchSettings(**{k: _scalar(values[f"default_{k}"], SearchSettings, k)
+                                              for k in SearchSettings.__dataclass_fields__})
+            self.limits = Limits(**{k: int(values[k]) for k in Limits.__dataclass_fields__})
 
     def _predict(self, signature, inputs):
         answer = request_json(self.url + ":predict", {"signature_name": signature, "inputs": inputs}, self.timeout)
@@ -143,9 +152,9 @@ class RestModel:
             # Per-request scalars: only the columnar ("inputs") format carries them.
             inputs = {**inputs, **dataclasses.asdict(settings)}
         outputs = self._predict(signature, inputs)
-        if progress is not None:  # one request cannot report steps: once, at the end
-            iterations = (settings or self.defaults).iterations
-            progress(iterations, iterations, None)
+        known = settings or self.defaults
+        if progress is not None and known is not None:  # one request cannot report steps: once, at the end
+            progress(known.iterations, known.iterations, None)
         return outputs
 
     def search(self, images, masks, settings=None, progress=None):

@@ -14,7 +14,9 @@ each answered in JSON like the rest:
 - at most `max_connections` connections (503 beyond, at once);
 - at most `workers` model calls run at once and `max_queue` wait (503 beyond, as TF
   Serving answers when its queue is full);
-- the model's own limits (contract.Limits) are checked in its graph (400).
+- the model's own limits (contract.Limits) are checked in its graph (400);
+- with `batching` (TF Serving's --enable_batching and its parameters file, see
+  batching.py), concurrent requests to `inpaint` / `inpaint_png` run as one batch.
 
 It is one process with no authentication: keep it on loopback (the default).
 """
@@ -34,6 +36,7 @@ import time
 import h11
 import numpy as np
 
+from tf_semantic_inpaint.batching import NOT_BATCHABLE, Batcher, batchable
 from tf_semantic_inpaint.contract import versions
 from tf_semantic_inpaint.errors import InpaintError
 
@@ -282,8 +285,10 @@ class DevServer:
 
     def __init__(self, model, host="127.0.0.1", port=DEFAULT_PORT, max_body_bytes=DEFAULT_MAX_BODY_BYTES,
                  read_timeout=DEFAULT_READ_TIMEOUT, max_connections=DEFAULT_MAX_CONNECTIONS,
-                 workers=DEFAULT_WORKERS, max_queue=DEFAULT_MAX_QUEUE, quiet=False):
+                 workers=DEFAULT_WORKERS, max_queue=DEFAULT_MAX_QUEUE, batching=None, quiet=False):
         self.model, self.host, self.requested_port = model, host, port
+        self.batching = batching  # BatchingParameters, or None: every request runs alone
+        self.batcher = None
         self.max_body_bytes, self.read_timeout = max_body_bytes, read_timeout
         self.max_connections, self.max_queue, self.quiet = max_connections, max_queue, quiet
         self.pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="tfinpaint-model")
@@ -301,6 +306,10 @@ class DevServer:
     # -- lifecycle --
 
     async def _listen(self):
+        if self.batching is not None:
+            busy = RequestError(503, "the server is busy (its batch queue is full, max_enqueued_batches); "
+                                     "retry later.")
+            self.batcher = Batcher(self.model.run, self.batching, self.pool, busy)
         try:
             self.server = await asyncio.start_server(self._connection, self.host, self.requested_port,
                                                      backlog=128, limit=_MAX_HEADER_BYTES)
@@ -508,7 +517,12 @@ class DevServer:
         except (ValueError, UnicodeDecodeError, RecursionError) as error:
             raise RequestError(400, f"the request body is not valid JSON: {str(error)[:200]}") from None
         name, tensors, row = served.parse(decoded)
-        outputs = await self._run(served.run, name, tensors)
+        if self.batcher is None:
+            outputs = await self._run(served.run, name, tensors)
+        elif batchable(served.signatures[name]):
+            outputs = await self.batcher.submit(name, tensors)
+        else:
+            raise RequestError(400, NOT_BATCHABLE.format(name=name))
         return served.answer(outputs, row)
 
     async def _run(self, fn, *args):
@@ -530,7 +544,8 @@ def make_server(model_base, host="127.0.0.1", port=DEFAULT_PORT, **options):
         model_base: TF Serving's layout BASE/<integer version>/saved_model.pb; the
             newest version is served, under the model name basename(BASE).
         host, port: where to listen; port 0 picks a free port (see `.port` after start).
-        options: max_body_bytes, read_timeout, max_connections, workers, max_queue, quiet.
+        options: max_body_bytes, read_timeout, max_connections, workers, max_queue,
+            batching (batching.BatchingParameters: gather concurrent requests), quiet.
 
     Returns:
         a DevServer; `start()` it (background thread) or `serve_forever()`.

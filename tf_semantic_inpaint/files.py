@@ -146,6 +146,22 @@ def encode_for(path, image, depth):
     return imaging.encode_image(suffix, image, depth if suffix == ".png" else 8)
 
 
+def _settings(model, overrides, batch, warn):
+    """The model's defaults with `overrides` ({field: value}), checked against its limits.
+
+    None (the model's own, baked-in settings) when the model does not say its defaults
+    (a server that batches requests) and nothing is overridden.
+    """
+    from tf_semantic_inpaint.contract import SearchSettings
+
+    if model.defaults is None:
+        if not overrides:
+            return None
+        warn("the server does not report its search defaults (it batches requests?): the options not "
+             "given take the library's defaults.")
+    return dataclasses.replace(model.defaults or SearchSettings(), **overrides).check(model.limits, batch)
+
+
 def write_all(contents):
     """Write {path: bytes} all or nothing: staged beside each target, then renamed into place."""
     staged, made = [], []
@@ -203,8 +219,7 @@ def inpaint_files(image, mask, out=None, model=None, settings=None, mask_type=No
         model = LocalModel(model)
     elif callable(model) and not hasattr(model, "inpaint_png"):
         model = model()
-    settings = dataclasses.replace(model.defaults, **(settings or {})).check(
-        model.limits, min(batch_size, len(jobs)))
+    settings = _settings(model, settings or {}, min(batch_size, len(jobs)), warn)
     for message in dict.fromkeys(m for pair, _ in loaded for m in mismatch_warnings(pair.image, model)):
         warn(message)
     for job, (pair, _) in zip(jobs, loaded):
@@ -212,12 +227,13 @@ def inpaint_files(image, mask, out=None, model=None, settings=None, mask_type=No
             warn(f"{job.out} cannot hold the alpha channel of {job.image}; it is dropped (use .png to keep it).")
 
     groups = range(0, len(loaded), batch_size)
-    bar = Progress(settings.iterations * len(groups), "latent search", enabled=progress)
+    steps = settings.iterations if settings is not None else 1  # behind a batching server: unknown
+    bar = Progress(steps * len(groups), "latent search", enabled=progress)
     results = []
     for g, start in enumerate(groups):
-        offset = g * settings.iterations
-        report = lambda done, total, losses, offset=offset: bar.update(offset + done)  # noqa: E731
+        report = lambda done, total, losses, offset=g * steps: bar.update(offset + done)  # noqa: E731
         results += complete([pair for pair, _ in loaded[start:start + batch_size]], model, settings, blend, report)
+        bar.update((g + 1) * steps)
     bar.close()
 
     contents = {}

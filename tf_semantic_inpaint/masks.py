@@ -158,22 +158,43 @@ def importance_weights(masks, window):
 
     W_i = mean over the window x window neighbourhood N(i) of (1 - M_j) if M_i != 0,
     else 0: known pixels next to the hole weigh most, hole pixels nothing. At the image
-    border N(i) holds only the neighbours inside the image (avg_pool2d with SAME padding
-    averages over those). Works inside a tf.function with unknown batch, H and W.
+    border N(i) holds only the neighbours inside the image. Works inside a tf.function
+    with unknown batch, H and W, and a window known only when the graph runs (a
+    per-request setting): box sums come from summed-area tables, not a pooling op
+    whose size is fixed when the graph is built.
 
     Args:
         masks: float [N, H, W, 1] tensor or array, 1 = known, 0 = missing.
-        window: odd integer >= 1, the side of N(i) (the paper uses 7).
+        window: odd integer >= 1 (a Python int or an int32 scalar tensor), the side of
+            N(i) (the paper uses 7).
 
     Returns:
         float32 tensor [N, H, W, 1] in [0, 1].
     """
-    odd = isinstance(window, numbers.Integral) and not isinstance(window, bool) and window % 2 == 1
-    if not odd or window < 1:
-        raise MaskError(f"the importance window must be an odd integer >= 1 (the paper uses 7), "
-                        f"got {window!r}.")
     import tensorflow as tf
 
+    if not tf.is_tensor(window):
+        odd = isinstance(window, numbers.Integral) and not isinstance(window, bool) and window % 2 == 1
+        if not odd or window < 1:
+            raise MaskError(f"the importance window must be an odd integer >= 1 (the paper uses 7), "
+                            f"got {window!r}.")
     masks = tf.cast(masks, tf.float32)
-    hole_share = tf.nn.avg_pool2d(1.0 - masks, ksize=window, strides=1, padding="SAME")
-    return tf.where(tf.not_equal(masks, 0.0), hole_share, tf.zeros_like(hole_share))
+    half = tf.cast(window, tf.int32) // 2
+    missing = _box_sum(1.0 - masks, half)
+    inside = _box_sum(tf.ones_like(masks[:1]), half)  # how many of N(i) lie in the image
+    return tf.where(tf.not_equal(masks, 0.0), missing / inside, tf.zeros_like(missing))
+
+
+def _box_sum(images, half):
+    """Sum over the (2 half + 1)^2 box around each pixel of [N, H, W, 1], zeros outside."""
+    import tensorflow as tf
+
+    padded = tf.pad(images, [[0, 0], [half + 1, half], [half + 1, half], [0, 0]])
+    table = tf.cumsum(tf.cumsum(padded, axis=1), axis=2)  # summed-area table, a zero row/column first
+    size = tf.shape(images)
+    side = 2 * half + 1
+
+    def corner(dy, dx):
+        return tf.slice(table, [0, dy, dx, 0], [-1, size[1], size[2], -1])
+
+    return corner(side, side) - corner(0, side) - corner(side, 0) + corner(0, 0)

@@ -28,6 +28,9 @@ PRIORS = ("paper", "nonsaturating")
 # benchmarks/results/search_defaults.json).
 WINDOW = 15
 PAPER_WINDOW = 7
+# Two samples count as the same answer below this mean absolute difference over the hole
+# (in [-1, 1]; 0.05 is 1.3% of the range on [0, 255] images).
+DISTINCT = 0.05
 # Adam's moment decay rates, as in the paper's Adam.
 _BETA_1, _BETA_2, _EPSILON = 0.9, 0.999, 1e-8
 
@@ -193,6 +196,64 @@ class LatentSearch:
             "prior_loss": tf.gather(prior, rows),
             "best_restart": best,
         }
+
+    def alternatives(self, state, images, weights, masks, lam, restarts, samples):
+        """K distinct good completions per image, and the loss-weighted mean of all candidates.
+
+        A hole usually has several right answers. The candidates (one per restart, each
+        at its best visited z) are taken in order of loss; a candidate joins the K
+        samples unless its hole is within DISTINCT of one already taken (mean absolute
+        difference over the hole, in [-1, 1]); if fewer than K are that distinct, the
+        next best fill the rest. The mean weights candidate i by exp(-(L_i - L_min) / s),
+        s the spread (standard deviation) of the image's losses: an estimate of the
+        posterior mean, the best single guess under squared error (what a Context
+        Encoder trained with L2 predicts), blurrier than any one sample.
+
+        Args:
+            state, images, weights, lam, restarts: as in `select_best`.
+            masks: float32 [batch, H, W, 1] in {0, 1} (not repeated).
+            samples: int32 scalar K, 1 <= K <= restarts.
+
+        Returns:
+            dict: samples [batch, K, H, W, C] in [-1, 1], sample_losses [batch, K]
+            (L_c + L_p, ascending), mean [batch, H, W, C] in [-1, 1].
+        """
+        z, _, _, _, best_z, best_loss = state
+        context, prior, _ = self.losses(z, images, weights, lam)
+        z = tf.where((context + prior < best_loss)[:, tf.newaxis], z, best_z)
+        context, prior, generated = self.losses(z, images, weights, lam)
+        shape = tf.shape(generated)
+        batch = shape[0] // restarts
+        losses = tf.reshape(context + prior, [batch, restarts])
+        candidates = tf.reshape(generated, tf.concat([[batch, restarts], shape[1:]], 0))
+        order = tf.argsort(losses, axis=1, stable=True)
+        losses = tf.gather(losses, order, batch_dims=1)
+        candidates = tf.gather(candidates, order, batch_dims=1)
+
+        # Pairwise distances over the hole: [batch, R, R].
+        hole = (1.0 - masks)[:, tf.newaxis]
+        flat = tf.reshape(candidates * hole, [batch, restarts, -1])
+        area = tf.maximum(tf.reshape(tf.reduce_sum(hole, axis=[2, 3, 4]) * tf.cast(shape[3], tf.float32),
+                                     [batch, 1, 1]), 1.0)
+        distance = tf.reduce_sum(tf.abs(flat[:, :, tf.newaxis] - flat[:, tf.newaxis]), axis=-1) / area
+
+        def pick(i, chosen):
+            near = tf.reduce_any(tf.logical_and(chosen, distance[:, i] < DISTINCT), axis=1)
+            room = tf.reduce_sum(tf.cast(chosen, tf.int32), axis=1) < samples
+            take = tf.logical_and(room, tf.logical_not(near))
+            return i + 1, tf.tensor_scatter_nd_update(
+                chosen, tf.stack([tf.range(batch), tf.fill([batch], i)], axis=1), take)
+
+        chosen = tf.zeros([batch, restarts], tf.bool)
+        _, chosen = tf.while_loop(lambda i, _: i < restarts, pick, (tf.constant(0), chosen))
+        # Distinct ones first, in loss order, then the rest in loss order: take the first K.
+        rank = tf.argsort(tf.cast(tf.logical_not(chosen), tf.int32) * restarts + tf.range(restarts), axis=1,
+                          stable=True)[:, :samples]
+        spread = tf.maximum(tf.math.reduce_std(losses, axis=1, keepdims=True), 1e-6)
+        weight = tf.nn.softmax(-(losses - losses[:, :1]) / spread, axis=1)
+        mean = tf.einsum("br,br...->b...", weight, candidates)
+        return {"samples": tf.gather(candidates, rank, batch_dims=1),
+                "sample_losses": tf.gather(losses, rank, batch_dims=1), "mean": mean}
 
     @tf.function(reduce_retracing=True)
     def search(self, images, masks, iterations, lam, learning_rate, restarts, seed):
