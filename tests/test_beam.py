@@ -18,7 +18,8 @@ MASK_KINDS = ("center", "pattern", "random", "half")
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory):
     """images/ and masks/ of 200 real Fashion-MNIST test images with the paper's four masks,
-    plus three bad pairs (an unreadable file, a size mismatch, a missing mask); good/ holds
+    plus three bad pairs (an unreadable file, a size mismatch, a missing mask) and a text
+    file beside the masks; good/ holds
     the 200 good images only (what `tfinpaint inpaint` on a folder accepts)."""
     from tf_semantic_inpaint.data import DEBIAN_FASHION_MNIST, read_idx
 
@@ -36,6 +37,7 @@ def pairs(tmp_path_factory):
     write_image(str(root / "images" / "wide.png"), np.zeros((28, 40, 1), np.float32))
     write_mask(str(root / "masks" / "wide.png"), make_mask("center", 28, 28))
     write_image(str(root / "images" / "maskless.png"), np.zeros((28, 28, 1), np.float32))
+    (root / "masks" / "0000.txt").write_text("not a mask: a folder's non-image files are ignored")
     return root
 
 
@@ -150,6 +152,35 @@ def test_pairs_are_found_by_stem_and_bad_pairings_are_dead_letters():
     ((tag, dead),) = sort("c", {"image": ["i/c.png"], "mask": ["m/c.png", "m/c.bmp"]})
     assert tag == "failed" and "2 masks have the stem 'c'" in dead["reason"]
     assert sort("d", {"image": [], "mask": ["m/d.png"]}) == []
+
+
+def test_the_command_passes_search_options_to_the_model_and_beam_options_to_beam(pairs, tiny_export, tmp_path):
+    """`tfinpaint inpaint-beam` on four pairs: its own options reach the search, the ones it
+    does not know (here the DirectRunner's) reach the pipeline, and it says what it did."""
+    from click.testing import CliRunner
+
+    from tf_semantic_inpaint import beam as inpaint_beam
+    from tf_semantic_inpaint.cli import main
+
+    out = tmp_path / "completed"
+    result = CliRunner().invoke(main, [
+        "inpaint-beam", str(pairs / "images" / "000[0-3].png"), str(pairs / "masks"), "--out", str(out),
+        "--model", tiny_export, "--iterations", "7", "--restarts", "1", "--no-blend",
+        "--direct_num_workers", "1", "--direct_running_mode", "in_memory",
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "4 inpainted, 0 done before, 0 failed." in result.output
+    assert sorted(_outputs(out)) == ["0000.png", "0001.png", "0002.png", "0003.png"]
+    record = inpaint_beam.read_lines(str(out / ".records" / "0002.json"))[0]
+    assert record["job"]["settings"]["iterations"] == 7 and record["job"]["settings"]["restarts"] == 1
+    assert record["job"]["blend"] is False
+
+    unknown = CliRunner().invoke(main, ["inpaint-beam", str(pairs / "images" / "0000.png"), str(pairs / "masks"),
+                                        "--out", str(tmp_path / "o2"), "--model", tiny_export,
+                                        "--direct_num_workerz", "2"])
+    assert unknown.exit_code == 1  # Beam alone would drop it with a log line and run on
+    assert "unknown option --direct_num_workerz (did you mean --direct_num_workers?)" in unknown.output
+    assert not (tmp_path / "o2").exists()
 
 
 @pytest.mark.slow

@@ -43,11 +43,11 @@ except ImportError as error:  # the core install stays light; Beam is an extra
     ) from None
 
 from tf_semantic_inpaint.contract import SearchSettings
+from tf_semantic_inpaint.files import FILE_SUFFIXES
 
 MANIFEST = "manifest.jsonl"
 DEAD_LETTER = "dead_letter.jsonl"
 RECORDS = ".records"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # as `tfinpaint inpaint`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -360,8 +360,8 @@ def build(pipeline, job):
         | "MatchImages" >> fileio.MatchFiles(_pattern(job.images))
         | "ImageKeys" >> beam.Map(lambda m: (_stem(m.path), m.path))
     )
-    if _is_folder(job.images):  # a folder: its image files only, as `tfinpaint inpaint`
-        images |= "ImageFiles" >> beam.Filter(lambda kv: kv[1].lower().endswith(IMAGE_SUFFIXES))
+    if _is_folder(job.images):  # a folder: its image files only (FILE_SUFFIXES), as `tfinpaint inpaint`
+        images |= "ImageFiles" >> beam.Filter(lambda kv: kv[1].lower().endswith(FILE_SUFFIXES))
     shared_mask = job.masks if not _is_glob(job.masks) and not _is_folder(job.masks) else None
     groups = {"image": images}
     if shared_mask is None:
@@ -370,6 +370,8 @@ def build(pipeline, job):
             | "MatchMasks" >> fileio.MatchFiles(_pattern(job.masks))
             | "MaskKeys" >> beam.Map(lambda m: (_stem(m.path), m.path))
         )
+        if _is_folder(job.masks):  # a notes.txt beside a.png must not count as a second mask
+            groups["mask"] |= "MaskFiles" >> beam.Filter(lambda kv: kv[1].lower().endswith(FILE_SUFFIXES))
     groups["record"] = (
         pipeline
         | "MatchRecords" >> fileio.MatchFiles(_join(_join(job.out, RECORDS), "*.json"),
@@ -431,6 +433,7 @@ def run(images, masks, out, model=None, settings=None, blend=True, resize_mask=F
         InpaintError: nothing matches `images`, the model cannot be loaded, or a
             setting is out of range or over the model's limits; before the pipeline starts.
     """
+    options = _pipeline_options(pipeline_args or [])
     if not _is_folder(images) and not _match(images):
         raise InpaintError(f"no file matches {images}; check the pattern (quote it in a shell).")
     loaded, model_dir, version = load_model(model)
@@ -439,13 +442,34 @@ def run(images, masks, out, model=None, settings=None, blend=True, resize_mask=F
     job = BeamJob(images=images, masks=masks, out=out, model=model_dir, model_version=version,
                   settings=settings, blend=blend, resize_mask=resize_mask, force=force, batch_size=batch_size)
     _remove_leftovers(out)
-    with beam.Pipeline(options=PipelineOptions(pipeline_args or [])) as pipeline:
+    with beam.Pipeline(options=options) as pipeline:
         build(pipeline, job)
     counters = {c.key.metric.name: c.committed for c in pipeline.result.metrics().query()["counters"]
                 if c.key.metric.namespace == "tfinpaint"}
     return BeamReport(inpainted=counters.get("inpainted", 0), skipped=counters.get("skipped", 0),
                       failed=counters.get("failed", 0), manifest=_join(out, MANIFEST),
                       dead_letter=_join(out, DEAD_LETTER))
+
+
+def _pipeline_options(args):
+    """PipelineOptions of `args`; an option no Beam runner knows is refused, not dropped.
+
+    Beam itself only logs "Discarding unparseable args" and runs without it, so a
+    misspelt --temp_location would surface, if at all, deep inside a remote job.
+    """
+    import difflib
+
+    options = PipelineOptions(args)
+    known = options.get_all_options()
+    unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1)
+            hints.append(f"--{name}" + (f" (did you mean --{close[0]}?)" if close else ""))
+        raise InpaintError(f"unknown option {', '.join(hints)}: neither tfinpaint nor Beam knows it "
+                           "(see tfinpaint inpaint-beam --help and Beam's pipeline options).")
+    return options
 
 
 def _remove_leftovers(out):
