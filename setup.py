@@ -24,6 +24,11 @@ class BuildWithShippedModels(build_py):
             shutil.copytree(source, target, dirs_exist_ok=True)
 
 
+# Batch inpainting on Beam (an extra: the core install stays light). The tests run the
+# Beam pipeline too, so the test extra includes it. gs:// and s3:// need Beam's own
+# "gcp" / "aws" extras as well.
+BEAM = ["apache-beam>=2.77,<3"]
+
 setup(
     name="tf-semantic-inpaint",
     version="0.1.0",
@@ -50,11 +55,10 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "scikit-image>=0.22", "nbclient>=0.10", "nbformat>=5", "ipykernel",
-                 "matplotlib>=3.7", "ruff>=0.6", "apache-beam>=2.77,<3"],
+                 "matplotlib>=3.7", "ruff>=0.6", *BEAM],
         "notebooks": ["jupyter", "matplotlib>=3.7", "scikit-image>=0.22"],
         "evaluate": ["scikit-image>=0.22"],
-        # Batch inpainting on Beam; gs:// and s3:// need Beam's own "gcp" / "aws" extras too.
-        "beam": ["apache-beam>=2.77,<3"],
+        "beam": BEAM,
     },
     entry_points={"console_scripts": ["tfinpaint=tf_semantic_inpaint.cli:main"]},
 )
