@@ -1,5 +1,6 @@
 """Batch inpainting on Apache Beam (DirectRunner) over a few hundred real Fashion-MNIST images."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -136,6 +137,37 @@ def test_the_core_install_works_without_beam_and_says_how_to_get_it(tmp_path):
     assert 'pip install "tf-semantic-inpaint[beam]"' in result.stderr
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_a_batch_the_model_refuses_is_searched_again_image_by_image(tiny_models, fashion_mnist_test_images,
+                                                                    tmp_path):
+    """A model that takes one 28x28 image per request and none larger, five pairs in one
+    batch: the model refuses the batch, then each image alone; the four it takes are
+    inpainted, the 30x30 one is a dead letter with the model's own reason, one line."""
+    from tf_semantic_inpaint import beam as inpaint_beam
+    from tf_semantic_inpaint.contract import Limits, SearchSettings
+    from tf_semantic_inpaint.export import InpaintingModule, SearchCompleter, write_savedmodel
+
+    limits = dataclasses.replace(Limits.for_resolution(28), max_image_pixels=28 * 28, max_request_pixels=28 * 28)
+    module = InpaintingModule(SearchCompleter(*tiny_models), SearchSettings(iterations=5, restarts=1), limits)
+    write_savedmodel(module, str(tmp_path / "strict" / "1"), module.card())
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    for i, garment in enumerate(fashion_mnist_test_images[:4]):
+        write_image(str(tmp_path / "images" / f"{i}.png"), garment)
+        write_mask(str(tmp_path / "masks" / f"{i}.png"), make_mask("center", 28, 28))
+    write_image(str(tmp_path / "images" / "big.png"), np.pad(fashion_mnist_test_images[4], ((1, 1), (1, 1), (0, 0))))
+    write_mask(str(tmp_path / "masks" / "big.png"), make_mask("center", 30, 30))
+
+    report = inpaint_beam.run(str(tmp_path / "images"), str(tmp_path / "masks"), str(tmp_path / "out"),
+                              model=str(tmp_path / "strict"), batch_size=5, pipeline_args=["--runner", "DirectRunner"])
+    assert (report.inpainted, report.failed) == (4, 1)
+    assert sorted(_outputs(tmp_path / "out")) == ["0.png", "1.png", "2.png", "3.png"]
+    (dead,) = inpaint_beam.read_lines(report.dead_letter)
+    assert os.path.basename(dead["input"]) == "big.png"
+    assert dead["reason"] == ("inference failed: image_png holds an image of 900 pixels, over the limit of 784 "
+                              "per image of this model; send smaller images.")
 
 
 def test_pairs_are_found_by_stem_and_bad_pairings_are_dead_letters():

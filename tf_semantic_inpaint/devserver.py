@@ -38,7 +38,7 @@ import numpy as np
 
 from tf_semantic_inpaint.batching import NOT_BATCHABLE, Batcher, batchable
 from tf_semantic_inpaint.contract import versions
-from tf_semantic_inpaint.errors import InpaintError
+from tf_semantic_inpaint.errors import InpaintError, short_tf_message
 
 DEFAULT_PORT = 8501  # TF Serving's REST port
 DEFAULT_MAX_BODY_BYTES = 32 * 2**20  # 64 images at 64x64x3 with masks are about 21 MiB of JSON
@@ -53,9 +53,6 @@ _ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
     r"(?P<verb>/metadata|:predict|:classify|:regress)?$"
 )
-_TF_ERROR_NOISE = re.compile(
-    r"^(Graph execution error:|Detected at node .*|<stack traces unavailable>|\s*\[\[\{\{.*)$"
-)
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -65,14 +62,6 @@ class RequestError(Exception):
     def __init__(self, status, message):
         super().__init__(message)
         self.status = status
-
-
-def _short_tf_message(error):
-    """The useful line(s) of a TensorFlow error, without node names and op ids."""
-    text = getattr(error, "message", None) or str(error)
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not _TF_ERROR_NOISE.match(line)]
-    message = re.sub(r"\s*\[Op:[^\]]*\]", "", " ".join(lines)).strip()
-    return re.sub(r"^assertion failed: \[(.*)\]$", r"\1", message)[:500]
 
 
 # --- TF Serving's REST semantics over one SavedModel ---------------------------------------
@@ -154,7 +143,7 @@ class ServedModel:
         try:
             outputs = self.signatures[name](**tensors)
         except tf.errors.InvalidArgumentError as error:
-            raise RequestError(400, _short_tf_message(error)) from None
+            raise RequestError(400, short_tf_message(error)) from None
         return {key: value.numpy() for key, value in outputs.items()}
 
     @staticmethod
