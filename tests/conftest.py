@@ -69,3 +69,24 @@ def _debian_images(prefix):
     if not path.is_file():
         pytest.fail("Fashion-MNIST is missing: apt-get install dataset-fashion-mnist (.ci/run does)")
     return read_idx(path)[..., np.newaxis].astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="session")
+def tiny_judge_run(tmp_path_factory):
+    """A judge run (`train --model judge`) of 150 steps on real Fashion-MNIST: (run dir, judge)."""
+    from tf_semantic_inpaint import train as training
+
+    out = str(tmp_path_factory.mktemp("judge") / "run")
+    config = training.TrainConfig(model="judge", epochs=1, steps_per_epoch=150, batch_size=64, seed=1,
+                                  command="tfinpaint train --model judge --epochs 1 --steps-per-epoch 150")
+    return out, training.train(config, out, verbose=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_judge_export(tiny_judge_run, tmp_path_factory):
+    """The tiny judge exported as a model base with version 1."""
+    from tf_semantic_inpaint.judge import export_judge
+
+    base = str(tmp_path_factory.mktemp("judge_export") / "judge")
+    export_judge(tiny_judge_run[0], base)
+    return base

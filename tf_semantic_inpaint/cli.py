@@ -116,15 +116,28 @@ def prepare(dataset, data_dir):
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
               default="default", show_default=True,
               help="tf.distribute strategy: mirrored = all local GPUs, multiworker = TF_CONFIG cluster.")
+@click.option("--model", type=click.Choice(["dcgan", "context-encoder", "judge"]), default="dcgan",
+              show_default=True,
+              help="dcgan: the latent search's prior; context-encoder: Pathak et al.'s rival; "
+                   "judge: the classifier behind evaluate's semantic metrics.")
+@click.option("--learning-rate", type=float, default=2e-4, show_default=True,
+              help="Context encoder only: Adam's learning rate.")
+@click.option("--known-weight", type=float, default=0.1, show_default=True,
+              help="Context encoder only: weight of the known pixels in the L2 loss (missing: 1).")
+@click.option("--adversarial-weight", type=float, default=0.001, show_default=True,
+              help="Context encoder only: λ_adv of the joint loss (Pathak et al.: 0.001).")
 @click.pass_context
 @_user_errors
 def train(ctx, out, resume, **options):
-    """Train a DCGAN on uncorrupted images.
+    """Train a DCGAN (or a context encoder, or the judge) on uncorrupted images.
 
     Writes a checkpoint, a sample grid and TensorBoard logs every epoch into OUT;
-    --resume continues from the last checkpoint. Example:
+    --resume continues from the last checkpoint. Examples:
 
+    \b
         tfinpaint train --dataset fashion_mnist --epochs 20 --out runs/fmnist
+        tfinpaint train --model context-encoder --epochs 15 --out runs/fmnist_ce
+        tfinpaint train --model judge --epochs 10 --out runs/fmnist_judge
     """
     _import_tensorflow_quietly()
     import dataclasses
@@ -144,7 +157,9 @@ def train(ctx, out, resume, **options):
         config = training.TrainConfig(**options)
     config = dataclasses.replace(config, command=" ".join(["tfinpaint"] + sys.argv[1:]))
     training.train(config, out, resume=resume)
-    click.echo(f"Trained {config.epochs} epochs; G and D saved in {out}. "
+    saved = {"dcgan": "G and D", "context-encoder": "the context encoder and its D",
+             "judge": "the judge"}[config.model]
+    click.echo(f"Trained {config.epochs} epochs; {saved} saved in {out}. "
                f"Next: tfinpaint export {out} --out saved_models/NAME")
 
 
@@ -261,11 +276,19 @@ def export(run_dir, out, version, force, **search_options):
     """Export a training run as ONE SavedModel (G, D, latent search) for TF Serving.
 
     Writes OUT/<version>/ (saved_model.pb, variables/, model_card.json), atomically.
+    A judge run (--model judge) becomes the judge's SavedModel (`classify` signature).
     """
     _import_tensorflow_quietly()
     from tf_semantic_inpaint import export as exporting
     from tf_semantic_inpaint.search import SearchSettings
+    from tf_semantic_inpaint.train import load_run_config
 
+    if load_run_config(run_dir).model == "judge":
+        from tf_semantic_inpaint.judge import export_judge
+
+        path = export_judge(run_dir, out, version=version, force=force)
+        click.echo(f"Exported the judge {path}; `tfinpaint evaluate --judge {out}` uses it.")
+        return
     path = exporting.export(run_dir, out, version=version, force=force,
                             settings=_search_settings(SearchSettings(), **search_options))
     click.echo(f"Exported {path}. Serve it with: tfinpaint serve {out}")
@@ -313,8 +336,9 @@ def _names(value):
 @click.option("--n", "n", type=int, default=500, show_default=True, help="First N images of the split.")
 @click.option("--masks", multiple=True, help="Mask kinds, comma-separated [default: center,pattern,random,half].")
 @click.option("--methods", multiple=True,
-              help="Methods, comma-separated [default: all: ours, ours_blend, telea, navier_stokes, "
-                   "biharmonic, total_variation, train_mean, nearest_neighbour].")
+              help="Methods, comma-separated [default: all: ours, ours_blend, context_encoder (when "
+                   "there is one), telea, navier_stokes, biharmonic, total_variation, train_mean, "
+                   "nearest_neighbour].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the masks.")
 @click.option("--data-dir", default=None, help="tfds data dir.")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Images per search call.")
@@ -323,15 +347,24 @@ def _names(value):
 @click.option("--lam", type=float, default=None)
 @click.option("--lr", "learning_rate", type=float, default=None)
 @click.option("--search-seed", "search_seed", type=int, default=None, help="Seed of the search's z.")
+@click.option("--context-encoder", "context_encoder", default=None,
+              help="Context encoder SavedModel (the rival's rows), or 'none' "
+                   "[default: the one shipped for the dataset, if any].")
+@click.option("--judge", default=None,
+              help="Judge SavedModel for semantic accuracy and Fréchet distance, or 'none' "
+                   "[default: the one shipped for the dataset, if any].")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for results.md, results.json and examples.png.")
 @click.option("--force", is_flag=True, help="Overwrite existing results.")
 @_user_errors
 def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_size, out, force,
-             iterations, restarts, lam, learning_rate, search_seed):
-    """Score the model and classical baselines the paper's way (Table 1: PSNR, SSIM).
+             iterations, restarts, lam, learning_rate, search_seed, context_encoder, judge):
+    """Score the model, the context encoder and classical baselines the paper's way (Table 1).
 
-    Example: tfinpaint evaluate --split test --n 500 --out results/fashion_mnist
+    PSNR and SSIM; with a judge for the dataset also semantic accuracy and a Fréchet
+    distance of the judge's features. Example:
+
+        tfinpaint evaluate --split test --n 500 --out results/fashion_mnist
     """
     import os.path
 
@@ -349,8 +382,10 @@ def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_siz
     local = LocalModel(model)
     settings = _search_settings(local.defaults, iterations=iterations, restarts=restarts, lam=lam,
                                 learning_rate=learning_rate, seed=search_seed)
+    off = lambda value: False if value is not None and value.lower() == "none" else value  # noqa: E731
     report = evaluation.evaluate(local, dataset=dataset, split=split, n=n, masks=masks, methods=methods,
-                                 seed=seed, data_dir=data_dir, settings=settings, batch_size=batch_size)
+                                 seed=seed, data_dir=data_dir, settings=settings, batch_size=batch_size,
+                                 context_encoder=off(context_encoder), judge=off(judge))
     click.echo(report.to_markdown())
     for path in evaluation.write(report, out, force=force):
         click.echo(path)
