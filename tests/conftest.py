@@ -90,3 +90,22 @@ def tiny_judge_export(tiny_judge_run, tmp_path_factory):
     base = str(tmp_path_factory.mktemp("judge_export") / "judge")
     export_judge(tiny_judge_run[0], base)
     return base
+
+
+@pytest.fixture(scope="session")
+def tiny_context_encoder(fashion_mnist_train_images):
+    """A ContextEncoderGAN at 28x28x1, width 8, trained 200 steps on real Fashion-MNIST.
+
+    Briefly trained so that its completions are real ones (an untrained network fills grey).
+    """
+    import keras
+    import tensorflow as tf
+
+    from tf_semantic_inpaint.context_encoder import build_context_encoder, mask_batches
+
+    keras.utils.set_random_seed(2)
+    model = build_context_encoder(28, 1, width=8, learning_rate=1e-3)
+    images = fashion_mnist_train_images[:9600] * 2.0 - 1.0
+    batches = tf.data.Dataset.from_tensor_slices(images).shuffle(9600, seed=2).batch(32, drop_remainder=True)
+    model.fit(mask_batches(batches.repeat(), seed=2), epochs=1, steps_per_epoch=200, verbose=0)
+    return model

@@ -165,11 +165,11 @@ class JudgeModule(tf.Module):
                 "classify": self.classify.get_concrete_function()}
 
 
-def export_judge(run_dir, base, version=None, force=False):
+def export_judge(run_dir, base, version=None, force=False, notes=None):
     """Export a judge run as BASE/<version>/ (SavedModel + model_card.json); return that path.
 
     The card records the class names, the training command and time, and the
-    judge's accuracy on the validation and test splits.
+    judge's accuracy on the validation and test splits; `notes` (a dict) adds fields.
     """
     from tf_semantic_inpaint import data
     from tf_semantic_inpaint.export import ExportError, versions, write_savedmodel
@@ -204,6 +204,7 @@ def export_judge(run_dir, base, version=None, force=False):
         "accuracy": {split: round(accuracy(judge, config.dataset, split, data_dir), 4)
                      for split in ("validation", "test")},
         "signatures": sorted(module.signatures()),
+        **(notes or {}),
     }
     write_savedmodel(module, target, card, force)
     return target
