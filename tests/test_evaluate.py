@@ -29,8 +29,8 @@ def searches():
 
 
 @pytest.fixture(scope="module")
-def report(tiny_export, truth, searches):
-    """Every method on every mask kind, plus an oracle that returns the ground truth."""
+def report(tiny_export, tiny_judge_export, truth, searches):
+    """Every method on every mask kind, plus an oracle that returns the ground truth; judged."""
     from tf_semantic_inpaint.inpaint import LocalModel
 
     model = LocalModel(tiny_export)
@@ -44,10 +44,11 @@ def report(tiny_export, truth, searches):
         return matches[0]
 
     return evaluate.evaluate(model, n=N, batch_size=BATCH, train_images_limit=500,
-                             extra_methods={"oracle": oracle}, progress=False)
+                             extra_methods={"oracle": oracle}, progress=False,
+                             context_encoder=False, judge=tiny_judge_export)
 
 
-ALL = evaluate.METHODS + ("oracle",)
+ALL = tuple(m for m in evaluate.METHODS if m != evaluate.CONTEXT_ENCODER) + ("oracle",)
 
 
 def _table(markdown):
@@ -97,7 +98,7 @@ def test_the_oracle_scores_highest_in_every_column(report):
     for kind in MASK_TYPES:
         oracle = report.scores["oracle"][kind]
         assert oracle.psnr == metrics.PSNR_CAP and oracle.ssim == pytest.approx(1.0)
-        for method in evaluate.METHODS:
+        for method in ALL[:-1]:
             other = report.scores[method][kind]
             assert other.psnr < oracle.psnr and other.ssim < oracle.ssim, (method, kind)
             assert other.psnr > 5.0, (method, kind)  # a real completion, not garbage
@@ -192,3 +193,77 @@ def test_other_datasets_at_the_models_resolution(tiny_export, tmp_path, monkeypa
     assert "luminance" in result.to_markdown()
     assert result.train_images == (4, 4)
     assert all(math.isfinite(result.scores[m]["center"].psnr) for m in result.methods)
+    assert not result.has_semantics  # CelebA has no class labels: evaluated without a judge
+
+
+# --- Semantic metrics (the judge) ------------------------------------------------------
+
+
+def _tables(markdown):
+    """Every Markdown table as a list of rows of cells (header first, separator dropped)."""
+    tables, current = [], []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append([c.strip() for c in line.strip("|").split("|")])
+        elif current:
+            tables.append([current[0]] + current[2:])
+            current = []
+    return tables
+
+
+def test_semantic_accuracy_and_frechet_distance_per_method_and_mask(report, truth, tiny_judge_export):
+    from tf_semantic_inpaint.judge import LoadedJudge
+
+    judge = LoadedJudge(tiny_judge_export)
+    labels = evaluate.evaluation_labels("fashion_mnist", "test", N)
+    logits, _ = judge.classify(truth)
+    ceiling = report.semantic_bounds["uncorrupted"]
+    assert ceiling["accuracy"] == pytest.approx(metrics.semantic_accuracy(logits, labels), abs=1e-4)
+    assert report.reference_images == (N, evaluate.REFERENCE_IMAGES)  # real test images never evaluated
+    for method in ALL:
+        for kind in MASK_TYPES:
+            cell = report.scores[method][kind]
+            assert len(cell.correct_per_image) == N
+            assert cell.semantic_accuracy == pytest.approx(np.mean(cell.correct_per_image), abs=1e-4)
+            assert math.isfinite(cell.frechet_distance) and cell.frechet_distance >= 0
+    # The oracle returns the truth: exactly the ceiling's accuracy and distance.
+    for kind in MASK_TYPES:
+        assert report.scores["oracle"][kind].semantic_accuracy == ceiling["accuracy"]
+        assert report.scores["oracle"][kind].frechet_distance == ceiling["frechet_distance"]
+
+
+def test_semantic_table_and_json(report):
+    tables = _tables(report.to_markdown())
+    semantic = next(t for t in tables if t[0] == ["method", *MASK_TYPES] and "/" in t[1][1] and "." in t[1][1]
+                    and t is not tables[0])
+    rows = {row[0]: row[1:] for row in semantic[1:]}
+    assert list(rows) == list(ALL) + ["*uncorrupted (ceiling)*", "*masked input, hole black*"]
+    oracle = report.scores["oracle"]["center"]
+    assert rows["oracle"][0] == f"{100 * oracle.semantic_accuracy:.1f} / {oracle.frechet_distance:.2f}"
+    assert "not Inception FID" in report.to_markdown()
+    result = json.loads(json.dumps(report.to_json(), allow_nan=False))
+    assert result["judge"]["card"]["kind"] == "judge"
+    assert result["frechet_reference_images"] == {"first": N, "count": evaluate.REFERENCE_IMAGES}
+    cell = result["results"]["ours"]["half"]
+    assert {"semantic_accuracy", "frechet_distance", "correct_per_image"} <= set(cell)
+    assert set(result["semantic_bounds"]["masked"]) == set(MASK_TYPES)
+
+
+def test_paired_differences_against_nearest_neighbour(report):
+    first, second = report.paired_pairs()[-1]
+    assert (first, second) == ("ours_blend", "nearest_neighbour")
+    a = np.array(report.scores[first]["pattern"].psnr_per_image)
+    b = np.array(report.scores[second]["pattern"].psnr_per_image)
+    mean, error, share = report.paired(first, second, "pattern")
+    assert mean == pytest.approx(np.mean(a - b)) and share == pytest.approx(np.mean(a > b))
+    assert error == pytest.approx(np.std(a - b, ddof=1) / np.sqrt(N))
+    assert f"{mean:+.2f} ± {error:.2f}" in report.to_markdown()
+    assert set(report.to_json()["paired_psnr"]) == {"ours_blend - nearest_neighbour"}
+
+
+def test_without_a_judge_there_are_no_semantic_columns(tiny_export):
+    result = evaluate.evaluate(tiny_export, n=3, masks=["center"], methods=["telea"], judge=False,
+                               context_encoder=False, progress=False)
+    assert not result.has_semantics and result.scores["telea"]["center"].semantic_accuracy is None
+    assert "Semantic accuracy" not in result.to_markdown()
+    assert "semantic_accuracy" not in result.to_json()["results"]["telea"]["center"]
