@@ -183,7 +183,10 @@ def test_run_directory_like_the_dcgans(run):
     assert sorted(os.listdir(out)) == [
         "checkpoints", "discriminator.keras", "generator.keras", "logs", "run.json", "samples", "sessions.json"
     ]
-    assert training.load_run_config(out).model == "context-encoder"
+    config = training.load_run_config(out)
+    assert config.model == "context-encoder"  # and the defaults it trained with, written out:
+    assert (config.learning_rate, config.known_weight, config.adversarial_weight) == (
+        ce.LEARNING_RATE, ce.KNOWN_WEIGHT, ce.ADVERSARIAL_WEIGHT)
     assert isinstance(keras.saving.load_model(os.path.join(out, "generator.keras")), ce.ContextEncoder)
     assert sorted(os.listdir(os.path.join(out, "samples"))) == ["epoch_001.png", "epoch_002.png"]
     grid = read_image(os.path.join(out, "samples", "epoch_002.png"))

@@ -120,12 +120,13 @@ def prepare(dataset, data_dir):
               show_default=True,
               help="dcgan: the latent search's prior; context-encoder: Pathak et al.'s rival; "
                    "judge: the classifier behind evaluate's semantic metrics.")
-@click.option("--learning-rate", type=float, default=2e-4, show_default=True,
-              help="Context encoder only: Adam's learning rate.")
-@click.option("--known-weight", type=float, default=0.1, show_default=True,
-              help="Context encoder only: weight of the known pixels in the L2 loss (missing: 1).")
-@click.option("--adversarial-weight", type=float, default=0.001, show_default=True,
-              help="Context encoder only: λ_adv of the joint loss (Pathak et al.: 0.001).")
+@click.option("--learning-rate", type=float, default=None,
+              help="Context encoder only: Adam's learning rate [default: 1e-3].")
+@click.option("--known-weight", type=float, default=None,
+              help="Context encoder only: weight of the known pixels' mean squared error in L_rec, "
+                   "the missing pixels' weighing 1 [default: 1].")
+@click.option("--adversarial-weight", type=float, default=None,
+              help="Context encoder only: λ_adv of the joint loss [default: Pathak et al.'s 0.001].")
 @click.pass_context
 @_user_errors
 def train(ctx, out, resume, **options):

@@ -66,10 +66,11 @@ class TrainConfig:
     data_dir: str = ""
     command: str = ""
     model: str = "dcgan"  # "dcgan", "context-encoder" or "judge"
-    # Context encoder only: Adam's learning rate, L_rec's weight of known pixels, λ_adv.
-    learning_rate: float = 2e-4
-    known_weight: float = 0.1
-    adversarial_weight: float = 0.001
+    # Context encoder only (None elsewhere; for it, None = context_encoder's default):
+    # Adam's learning rate, L_rec's weight of the known pixels, λ_adv.
+    learning_rate: float | None = None
+    known_weight: float | None = None
+    adversarial_weight: float | None = None
 
     def model_fields(self):
         return {k: getattr(self, k) for k in _MODEL_FIELDS}
@@ -203,14 +204,21 @@ def _training_data(config, seed):
 
 
 def _check_model_settings(config):
-    """Refuse unknown models and context-encoder settings given to another model."""
+    """The config with the context encoder's defaults filled in; TrainingError for an
+    unknown model or context-encoder settings given to another model."""
     if config.model not in MODELS:
         raise TrainingError(f"unknown --model {config.model!r}: use one of {', '.join(MODELS)}.")
-    defaults = TrainConfig()
-    changed = [k for k in _CONTEXT_ENCODER_FIELDS if getattr(config, k) != getattr(defaults, k)]
-    if changed and config.model != "context-encoder":
-        names = ", ".join("--" + k.replace("_", "-") for k in changed)
-        raise TrainingError(f"{names} set(s) the context encoder's training; add --model context-encoder.")
+    given = [k for k in _CONTEXT_ENCODER_FIELDS if getattr(config, k) is not None]
+    if config.model != "context-encoder":
+        if given:
+            names = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise TrainingError(f"{names} set(s) the context encoder's training; add --model context-encoder.")
+        return config
+    from tf_semantic_inpaint import context_encoder
+
+    defaults = dict(learning_rate=context_encoder.LEARNING_RATE, known_weight=context_encoder.KNOWN_WEIGHT,
+                    adversarial_weight=context_encoder.ADVERSARIAL_WEIGHT)
+    return dataclasses.replace(config, **{k: v for k, v in defaults.items() if getattr(config, k) is None})
 
 
 def load_run_config(run_dir):
@@ -241,7 +249,7 @@ def train(config, out, resume=False, verbose="auto"):
         TrainingError / data.DataError: bad settings, data or run directory;
             nothing in `out` is overwritten.
     """
-    _check_model_settings(config)
+    config = _check_model_settings(config)
     data.check_dataset_name(config.dataset)
     if config.model == "judge" and not data.has_labels(config.dataset):
         raise TrainingError(f"{config.dataset} has no class labels for a judge to learn; train the judge "
