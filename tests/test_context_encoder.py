@@ -227,3 +227,14 @@ def test_resume_as_another_model_and_misplaced_settings_are_refused(run, tmp_pat
     with pytest.raises(training.TrainingError, match="unknown --model 'vae'"):
         training.train(training.TrainConfig(model="vae"), str(tmp_path / "x"), verbose=0)
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_cli_refuses_context_encoder_settings_for_a_dcgan(tmp_path):
+    from click.testing import CliRunner
+
+    from tf_semantic_inpaint.cli import main
+
+    result = CliRunner().invoke(main, ["train", "--known-weight", "2", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "Error: --known-weight set(s) the context encoder's training; add --model context-encoder." in result.output
+    assert not os.path.exists(tmp_path / "run")

@@ -123,8 +123,8 @@ def prepare(dataset, data_dir):
 @click.option("--learning-rate", type=float, default=None,
               help="Context encoder only: Adam's learning rate [default: 1e-3].")
 @click.option("--known-weight", type=float, default=None,
-              help="Context encoder only: weight of the known pixels' mean squared error in L_rec, "
-                   "the missing pixels' weighing 1 [default: 1].")
+              help="Context encoder only: weight of the known pixels' mean squared error in L_rec "
+                   "(the missing pixels' has weight 1) [default: 1].")
 @click.option("--adversarial-weight", type=float, default=None,
               help="Context encoder only: λ_adv of the joint loss [default: Pathak et al.'s 0.001].")
 @click.pass_context
