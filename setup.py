@@ -45,11 +45,12 @@ setup(
         "scipy>=1.11",
         "opencv-python-headless>=4.8",
         "click>=8.1",
+        "h11>=0.14",  # HTTP/1.1 parsing for `tfinpaint serve`
         "tqdm>=4.60",
     ],
     extras_require={
         "test": ["pytest>=7", "scikit-image>=0.22", "nbclient>=0.10", "nbformat>=5", "ipykernel",
-                 "matplotlib>=3.7"],
+                 "matplotlib>=3.7", "ruff>=0.6"],
         "notebooks": ["jupyter", "matplotlib>=3.7", "scikit-image>=0.22"],
         "evaluate": ["scikit-image>=0.22"],
     },

@@ -4,6 +4,7 @@ Speed on a shared machine is noisy, so every script measures the float32 matmul
 peak in the same run and reports its numbers beside it (or as a ratio).
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -68,3 +69,32 @@ def save(name, result):
         json.dump(result, f, indent=2)
     print(f"saved {path}")
     return path
+
+
+@contextlib.contextmanager
+def dev_server(base, *options):
+    """`tfinpaint serve BASE` on a free loopback port, ready; yields (process, model URL)."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    exe = os.path.join(os.path.dirname(sys.executable), "tfinpaint")
+    server = subprocess.Popen([exe, "serve", base, "--port", str(port), "--quiet", *options],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/v1/models/{os.path.basename(os.path.normpath(base))}"
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise SystemExit(server.stderr.read()) from None
+                time.sleep(0.2)
+        yield server, url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -9,7 +9,7 @@ validation split under each of the paper's four masks:
 2. one-at-a-time sweeps of the learning rate, λ, restarts, window and prior at a
    fixed iteration budget.
 Prints tables and writes results/search_defaults.json; the defaults in
-search.SearchSettings cite this file.
+contract.SearchSettings and search.WINDOW cite this file.
 """
 
 import argparse
@@ -38,37 +38,41 @@ def validation_set(config, n):
     return images.astype(np.float32), masks
 
 
-def curve(search, images, masks, settings, chunk):
-    """[(iterations, mean PSNR composite, mean PSNR blended)] along one search."""
+def curve(module, images, masks, settings, chunk):
+    """[(iterations, mean PSNR composite, mean PSNR blended)] along one search, every `chunk` steps.
+
+    Runs the exported functions (an InpaintingModule in memory) through the library's
+    one chunked driver, finishing the search at every chunk boundary.
+    """
     import tensorflow as tf
 
     from tf_semantic_inpaint.blend import composite, poisson_blend
+    from tf_semantic_inpaint.local import search_in_chunks
 
-    lam, lr = tf.constant(settings.lam), tf.constant(settings.learning_rate)
-    restarts = tf.constant(settings.restarts)
-    tiled, weights, state = search.start(tf.constant(images * 2 - 1), tf.constant(masks), restarts,
-                                           tf.constant(settings.seed))
-    points, done = [], 0
-    while True:
-        best = search.finish(state, tiled, weights, lam, restarts)
-        generated = np.clip(best["generated"].numpy() * 0.5 + 0.5, 0, 1)
+    inputs = (tf.constant(images), tf.constant(masks))
+    points = []
+    for done, carry, _ in search_in_chunks(module, module.search_start, inputs, settings, chunk):
+        best = module.search_finish(carry, *inputs, tf.constant(settings.lam), tf.constant(settings.restarts))
+        generated = best["generated"].numpy()
         comp = np.stack([composite(y, g, m) for y, g, m in zip(images, generated, masks)])
         blend = np.stack([poisson_blend(y, g, m) for y, g, m in zip(images, generated, masks)])
         points.append((done, float(_psnr(comp, images).mean()), float(_psnr(blend, images).mean())))
-        if done >= settings.iterations:
-            return points
-        state, _ = search.advance(state, tiled, weights, tf.constant(chunk), lam, lr)
-        done += chunk
+    return points
 
 
-def score(generator, discriminator, images, masks, settings):
+def module_for(generator, discriminator, window, prior):
+    from tf_semantic_inpaint.contract import Limits
+    from tf_semantic_inpaint.export import InpaintingModule, SearchCompleter
+
+    limits = Limits(max_candidate_steps=10**9, max_candidates=10**6)  # a benchmark, not a server
+    return InpaintingModule(SearchCompleter(generator, discriminator, window, prior), limits=limits)
+
+
+def score(modules, images, masks, settings, window, prior):
     """Mean PSNR (composite, blended) per mask kind and over all four, at settings.iterations."""
-    from tf_semantic_inpaint.search import LatentSearch
-
-    search = LatentSearch(generator, discriminator, window=settings.window, prior=settings.prior)
     out = {}
     for kind in MASKS:
-        last = curve(search, images, masks[kind], settings, settings.iterations)[-1]
+        last = curve(modules[window, prior], images, masks[kind], settings, settings.iterations)[-1]
         out[kind] = {"composite": round(last[1], 3), "blended": round(last[2], 3)}
     out["mean"] = {k: round(float(np.mean([out[m][k] for m in MASKS])), 3) for k in ("composite", "blended")}
     return out
@@ -84,26 +88,35 @@ def main():
     parser.add_argument("--chunk", type=int, default=100)
     args = parser.parse_args()
 
+    from tf_semantic_inpaint.contract import SearchSettings
     from tf_semantic_inpaint.export import load_trained_models
-    from tf_semantic_inpaint.search import LatentSearch, SearchSettings
+    from tf_semantic_inpaint.search import WINDOW
 
     generator, discriminator, config = load_trained_models(args.run_dir)
     images, masks = validation_set(config, args.n)
     start = SearchSettings(iterations=args.iterations)
+    fixed = {"window": WINDOW, "prior": "paper"}
     result = {"machine": machine(), "run_dir": args.run_dir, "n_validation_images": args.n,
-              "start_settings": dataclasses.asdict(start)}
+              "start_settings": {**dataclasses.asdict(start), **fixed}}
+    modules = {}
+
+    def module(window, prior):
+        if (window, prior) not in modules:
+            modules[window, prior] = module_for(generator, discriminator, window, prior)
+        return modules
 
     t0 = time.perf_counter()
-    search = LatentSearch(generator, discriminator)
-    result["curve"] = {k: curve(search, images, masks[k], start, args.chunk) for k in MASKS}
+    result["curve"] = {k: curve(module(**fixed)[WINDOW, "paper"], images, masks[k], start, args.chunk)
+                       for k in MASKS}
     print("PSNR (composite / blended) against iterations, validation images:")
     for i, (iterations, _, _) in enumerate(result["curve"]["center"]):
         cells = "  ".join(f"{k}: {result['curve'][k][i][1]:5.2f}/{result['curve'][k][i][2]:5.2f}" for k in MASKS)
         print(f"  {iterations:5d}  {cells}")
     print(f"  ({time.perf_counter() - t0:.0f} s)")
 
-    base = dataclasses.replace(start, iterations=args.budget, restarts=args.restarts)
-    result["sweep_base"] = dataclasses.asdict(base)
+    base = {**dataclasses.asdict(dataclasses.replace(start, iterations=args.budget, restarts=args.restarts)),
+            **fixed}
+    result["sweep_base"] = base
     sweeps = {
         "learning_rate": [0.01, 0.03, 0.1],
         "lam": [0.0, 0.003, 0.03, 0.3],
@@ -115,10 +128,12 @@ def main():
     for field, values in sweeps.items():
         result["sweeps"][field] = {}
         for value in values:
-            settings = dataclasses.replace(base, **{field: value})
-            if settings not in done:  # the base setting recurs in every sweep
-                done[settings] = score(generator, discriminator, images, masks, settings)
-            scores = done[settings]
+            chosen = {**base, field: value}
+            key = tuple(sorted(chosen.items()))
+            if key not in done:  # the base setting recurs in every sweep
+                window, prior = chosen.pop("window"), chosen.pop("prior")
+                done[key] = score(module(window, prior), images, masks, SearchSettings(**chosen), window, prior)
+            scores = done[key]
             result["sweeps"][field][str(value)] = scores
             print(f"{field:14s} {value!s:14s} mean composite {scores['mean']['composite']:5.2f} "
                   f"blended {scores['mean']['blended']:5.2f}   " +

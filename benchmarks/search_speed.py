@@ -84,7 +84,7 @@ def eager_seconds_per_step(search, batch, resolution, channels, iterations):
 
     images = tf.random.uniform((batch, resolution, resolution, channels)) * 2 - 1
     weights = importance_weights(tf.ones((batch, resolution, resolution, 1)) * tf.cast(
-        tf.random.uniform((1, resolution, resolution, 1)) > 0.5, tf.float32))
+        tf.random.uniform((1, resolution, resolution, 1)) > 0.5, tf.float32), search.window)
     z = tf.Variable(tf.random.uniform((batch, search.z_dim), -1, 1))
     optimizer = tf.keras.optimizers.Adam(0.03)
 
@@ -104,7 +104,9 @@ def eager_seconds_per_step(search, batch, resolution, channels, iterations):
 
 def single_image_default(model_path):
     """Search seconds for one 28x28 image with the model's default settings."""
-    from tf_semantic_inpaint.inpaint import LocalModel
+    import dataclasses
+
+    from tf_semantic_inpaint.local import LocalModel
     from tf_semantic_inpaint.masks import make_mask
 
     model = LocalModel(model_path)
@@ -112,7 +114,7 @@ def single_image_default(model_path):
     mask = make_mask("center", model.resolution, model.resolution)[None]
     model.search(image.astype("float32"), mask, model.defaults)  # load and trace
     seconds, median = best_of(lambda: model.search(image.astype("float32"), mask, model.defaults), repeats=3)
-    return {"settings": vars(model.defaults) if hasattr(model.defaults, "__dict__") else str(model.defaults),
+    return {"settings": dataclasses.asdict(model.defaults),
             "seconds_best": round(seconds, 3), "seconds_median": round(median, 3)}
 
 
@@ -138,10 +140,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
     args = parser.parse_args()
 
-    from tf_semantic_inpaint.inpaint import resolve_model_dir
+    from tf_semantic_inpaint.contract import resolve_model_dir
+    from tf_semantic_inpaint.local import shipped_model_dir
     from tf_semantic_inpaint.search import LatentSearch
 
-    model_path = resolve_model_dir(args.model)
+    model_path = resolve_model_dir(args.model or shipped_model_dir())
     memory = cli_peak_memory(model_path)  # first: RUSAGE_CHILDREN is a running maximum
     peak = matmul_peak_gflops()
     print(f"float32 matmul peak: {peak:.0f} GFLOP/s")

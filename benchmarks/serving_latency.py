@@ -16,14 +16,11 @@ import base64
 import json
 import os
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
 
 import numpy as np
 
-from common import best_of, machine, matmul_peak_gflops, save
+from common import best_of, dev_server, machine, matmul_peak_gflops, save
 
 
 def per_step(run_search, iterations):
@@ -35,10 +32,13 @@ def per_step(run_search, iterations):
 
 
 def in_process_vs_exported(run_dir, model_path):
+    import tensorflow as tf
+
+    from tf_semantic_inpaint.contract import SearchSettings
     from tf_semantic_inpaint.export import load_trained_models
-    from tf_semantic_inpaint.inpaint import LocalModel
+    from tf_semantic_inpaint.local import LocalModel
     from tf_semantic_inpaint.masks import make_mask
-    from tf_semantic_inpaint.search import LatentSearch, SearchSettings
+    from tf_semantic_inpaint.search import LatentSearch
 
     generator, discriminator, _ = load_trained_models(run_dir)
     keras_search = LatentSearch(generator, discriminator)
@@ -51,10 +51,11 @@ def in_process_vs_exported(run_dir, model_path):
         masks = np.stack([make_mask("center", 28, 28)] * batch)
         iterations = 200 if batch == 1 else 50
         def in_process(n, images=images, masks=masks):
-            return keras_search.run(images * 2 - 1, masks, settings(n), chunk=n)["z"].numpy()
+            scalars = (tf.constant(0.003), tf.constant(0.03), tf.constant(1), tf.constant(0))
+            return keras_search.search(images * 2 - 1, masks, tf.constant(n), *scalars)["z"].numpy()
 
         def from_export(n, images=images, masks=masks):
-            return exported.search(images, masks, settings(n), chunk=n)
+            return exported.search(images, masks, settings(n))
 
         keras_step = per_step(in_process, iterations)
         exported_step = per_step(from_export, iterations)
@@ -74,22 +75,10 @@ def _free_port():
 
 def rest_latency(model_path):
     from tf_semantic_inpaint.images import encode_png
-    from tf_semantic_inpaint.masks import make_mask
+    from tf_semantic_inpaint.masks import make_mask, mask_png
 
     base = os.path.dirname(model_path) if os.path.isfile(os.path.join(model_path, "saved_model.pb")) else model_path
-    name = os.path.basename(os.path.normpath(base))
-    port = _free_port()
-    exe = os.path.join(os.path.dirname(sys.executable), "tfinpaint")
-    server = subprocess.Popen([exe, "serve", base, "--port", str(port), "--quiet"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1/models/{name}"
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with dev_server(base) as (_, url):
         image = np.random.default_rng(0).uniform(0, 1, (28, 28, 1)).astype(np.float32)
         mask = make_mask("center", 28, 28)
 
@@ -102,7 +91,7 @@ def rest_latency(model_path):
         arrays = {"signature_name": "inpaint", "inputs": {"images": image[None].tolist(), "masks": mask[None].tolist()}}
         b64 = lambda data: {"b64": base64.b64encode(data).decode()}  # noqa: E731
         pngs = {"signature_name": "inpaint_png", "instances": [
-            {"image_png": b64(encode_png(image)), "mask_png": b64(encode_png(1.0 - mask))}]}
+            {"image_png": b64(encode_png(image)), "mask_png": b64(mask_png(mask))}]}
         post(arrays)  # first call traces nothing (the graph is loaded) but warms the caches
         out = {}
         for label, body in (("inpaint", arrays), ("inpaint_png", pngs)):
@@ -111,9 +100,6 @@ def rest_latency(model_path):
                           "fraction_of_tf_serving_default_timeout_30s": round(median / 30, 3)}
             print(f"REST {label:12s}: {median:.2f} s per request (median of 3), {100 * median / 30:.0f}% of 30 s")
         return out
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main():
@@ -122,9 +108,10 @@ def main():
     parser.add_argument("--model", default=None, help="exported model [default: shipped]")
     args = parser.parse_args()
 
-    from tf_semantic_inpaint.inpaint import resolve_model_dir
+    from tf_semantic_inpaint.contract import resolve_model_dir
+    from tf_semantic_inpaint.local import shipped_model_dir
 
-    model_path = resolve_model_dir(args.model)
+    model_path = resolve_model_dir(args.model or shipped_model_dir())
     peak = matmul_peak_gflops()
     print(f"float32 matmul peak: {peak:.0f} GFLOP/s")
     result = {"machine": machine(), "matmul_peak_gflops": round(peak, 1), "model": model_path,

@@ -43,16 +43,13 @@ def fashion_mnist_train_images():
 @pytest.fixture(scope="session")
 def tiny_export(tiny_models, tmp_path_factory):
     """A TF Serving model base holding version 1 of the tiny models, with short search defaults."""
-    from tf_semantic_inpaint.export import InpaintingModule, write_savedmodel
-    from tf_semantic_inpaint.search import SearchSettings
+    from tf_semantic_inpaint.contract import SearchSettings
+    from tf_semantic_inpaint.export import InpaintingModule, SearchCompleter, write_savedmodel
 
     base = tmp_path_factory.mktemp("export") / "tiny"
-    settings = SearchSettings(iterations=30, restarts=2, learning_rate=0.05)
-    module = InpaintingModule(*tiny_models, settings)
-    import dataclasses
-
-    write_savedmodel(module, str(base / "1"), {"search_defaults": dataclasses.asdict(settings),
-                                               "resolution": 28, "channels": 1})
+    module = InpaintingModule(SearchCompleter(*tiny_models), SearchSettings(iterations=30, restarts=2,
+                                                                            learning_rate=0.05))
+    write_savedmodel(module, str(base / "1"), module.card())
     return str(base)
 
 
@@ -109,3 +106,43 @@ def tiny_context_encoder(fashion_mnist_train_images):
     batches = tf.data.Dataset.from_tensor_slices(images).shuffle(9600, seed=2).batch(32, drop_remainder=True)
     model.fit(mask_batches(batches.repeat(), seed=2), epochs=1, steps_per_epoch=200, verbose=0)
     return model
+
+
+@pytest.fixture(scope="module")
+def server(tiny_export):
+    """`tfinpaint serve` of the tiny export on a loopback ephemeral port, for one test module."""
+    from tf_semantic_inpaint import devserver
+
+    server = devserver.make_server(tiny_export, port=0, quiet=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def batch(fashion_mnist_test_images):
+    """Three real images [3, 28, 28, 1] with center, pattern and random masks [3, 28, 28, 1]."""
+    from tf_semantic_inpaint.masks import make_mask
+
+    images = fashion_mnist_test_images[:3]
+    masks = np.stack([make_mask(kind, 28, 28, seed=i) for i, kind in enumerate(["center", "pattern", "random"])])
+    return images, masks
+
+
+@pytest.fixture(scope="session")
+def tiny_context_encoder_export(tiny_context_encoder, tmp_path_factory):
+    """The tiny context encoder as `tfinpaint train` leaves a run, exported: (model base, run dir)."""
+    import dataclasses
+    import json
+
+    from tf_semantic_inpaint.export import export
+    from tf_semantic_inpaint.train import TrainConfig
+
+    run = tmp_path_factory.mktemp("ce_run")
+    tiny_context_encoder.generator.save(run / "generator.keras")
+    tiny_context_encoder.discriminator.save(run / "discriminator.keras")
+    config = TrainConfig(model="context-encoder", width=8, epochs=1, learning_rate=1e-3, known_weight=1.0,
+                         adversarial_weight=0.001, command="tfinpaint train --model context-encoder --width 8")
+    (run / "run.json").write_text(json.dumps(dataclasses.asdict(config)))
+    base = str(tmp_path_factory.mktemp("ce_export") / "ce")
+    export(str(run), base)
+    return base, str(run)

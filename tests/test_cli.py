@@ -88,7 +88,7 @@ def test_train_resume_and_export_write_what_they_say(cli_run):
     assert sorted(os.listdir(run / "samples")) == ["epoch_001.png", "epoch_002.png"]
     assert (cli_run / "models" / "tiny" / "1" / "saved_model.pb").is_file()
     card = json.loads((cli_run / "models" / "tiny" / "1" / "model_card.json").read_text())
-    assert card["search_defaults"]["window"] == 7 and card["search_defaults"]["iterations"] == 20
+    assert card["search_fixed"]["window"] == 7 and card["search_defaults"]["iterations"] == 20
     assert card["epochs"] == 2 and [s["epochs"] for s in card["training_sessions"]] == [[0, 1], [1, 2]]
     bad = invoke("export", run, "--out", cli_run / "models" / "bad", "--window", "4")
     assert bad.exit_code == 1 and "odd" in bad.output
@@ -121,6 +121,7 @@ def test_inpaint_end_to_end_on_a_real_test_image(cli_run, tmp_path, fashion_mnis
     assert not np.array_equal(written[~known], image[~known])
     compare = cv2.imread(str(tmp_path / "cmp.png"))
     assert compare.shape[1] > 4 * 56  # four panels side by side
+    assert "remapper" not in result.output and "E0000" not in result.output
 
 
 def test_inpaint_with_a_mask_type_and_defaults_beside_the_input(cli_run, tmp_path, fashion_mnist_test_images):
@@ -158,6 +159,89 @@ def test_inpaint_refusals_write_nothing(cli_run, tmp_path, fashion_mnist_test_im
     assert same.exit_code == 1 and "is one of the inputs" in same.output
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "nan"], "'nan' must be a finite number > 0"),
+    (["--lam", "nan"], "'nan' must be a finite number >= 0"),
+    (["--lam", "-1"], "must be a finite number >= 0"),
+    (["--lr", "inf"], "must be a finite number > 0"),
+    (["--restarts", "0"], "0 is not in the range 1<=x"),
+    (["--iterations", "4294967306"], "4294967306 is not in the range"),
+    (["--seed", "4294967306"], "4294967306 is not in the range"),
+    (["--restarts", "100"], "restarts = 100 is over the limit of 64"),
+    (["-o", "out.xyz"], "no image format has the suffix '.xyz'"),
+    (["-o", "afile/out.png"], "is a file, not a folder"),
+    (["--mask-type", "moon"], "'moon'; use one of center"),
+])
+def test_bad_options_are_refused_before_any_work(cli_run, tmp_path, fashion_mnist_test_images, args, message,
+                                                monkeypatch):
+    image_path, _ = _real_image(tmp_path, fashion_mnist_test_images, 2)
+    (tmp_path / "afile").write_text("not a folder")
+    if "--mask-type" not in args:
+        args = ["--mask-type", "center"] + args
+    monkeypatch.chdir(tmp_path)
+    result = invoke("inpaint", image_path, "--model", cli_run / "models" / "tiny", *args)
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert "Traceback" not in result.output
+    assert sorted(os.listdir(tmp_path)) == ["afile", "img2.png"]
+
+
+def test_mismatched_input_gets_a_warning_that_says_what_to_do(cli_run, tmp_path):
+    photo = np.random.default_rng(0).integers(0, 256, (256, 256, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "photo.png"), photo)
+    result = CliRunner().invoke(main, ["inpaint", str(tmp_path / "photo.png"), "--mask-type", "center",
+                                       "--model", str(cli_run / "models" / "tiny"), *FAST])
+    assert result.exit_code == 0, result.output
+    assert "warning: the image is in colour but the model" in result.output
+    assert "shrunk 9.1x" in result.output and "Crop the image" in result.output
+
+
+def test_help_texts_name_every_option_and_its_default():
+    for command in ("inpaint", "export", "evaluate", "serve"):
+        result = invoke(command, "--help")
+        for option in ("--iterations", "--restarts", "--lam", "--lr", "--seed"):
+            if command == "serve":
+                break
+            block = result.output.split(option, 1)[1].split("\n  -")[0]
+            assert "default" in block, (command, option, block)
+
+
+def test_a_forced_folder_run_that_fails_one_write_changes_nothing(cli_run, tmp_path, fashion_mnist_test_images):
+    """The README's promise, kept with --force: a file that cannot be written (here: over the
+    process's file-size limit) leaves every earlier output as it was."""
+    import resource
+    import signal
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"a{i}.png"), (fashion_mnist_test_images[i, ..., 0] * 255).astype(np.uint8))
+    noise = np.random.default_rng(0).integers(0, 256, (300, 300, 3), np.uint8)  # a large PNG output
+    cv2.imwrite(str(folder / "b.png"), noise)
+    model, out = cli_run / "models" / "tiny", tmp_path / "out"
+    first = invoke("inpaint", folder, "--mask-type", "center", "-o", out, "--model", model, *FAST)
+    assert first.exit_code == 0, first.output
+    before = {name: (out / name).read_bytes() for name in sorted(os.listdir(out))}
+    assert list(before) == ["a0.png", "a1.png", "b.png"]
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, resource.RLIM_INFINITY))
+
+    exe = os.path.join(os.path.dirname(sys.executable), "tfinpaint")
+    # Another search seed: every output would change, were any written.
+    again = subprocess.run([exe, "inpaint", str(folder), "--mask-type", "center", "-o", str(out), "--force",
+                            "--model", str(model), *FAST, "--seed", "9"], preexec_fn=small_files,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode != 0
+    assert {name: (out / name).read_bytes() for name in sorted(os.listdir(out))} == before
+    unlimited = subprocess.run([exe, "inpaint", str(folder), "--mask-type", "center", "-o", str(out), "--force",
+                                "--model", str(model), *FAST, "--seed", "9"], capture_output=True, text=True,
+                               timeout=600)
+    assert unlimited.returncode == 0, unlimited.stderr
+    after = {name: (out / name).read_bytes() for name in sorted(os.listdir(out))}
+    assert all(after[name] != before[name] for name in before)  # the seed did change every output
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -168,7 +252,7 @@ def test_serve_and_the_rest_client_give_the_local_result(cli_run, tmp_path, fash
     model = cli_run / "models" / "tiny"
     port = _free_port()
     exe = os.path.join(os.path.dirname(sys.executable), "tfinpaint")
-    server = subprocess.Popen([exe, "serve", model, "--port", str(port), "--quiet"],
+    server = subprocess.Popen([exe, "serve", model, "--port", str(port), "--quiet", "--host", "0.0.0.0"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -191,7 +275,8 @@ def test_serve_and_the_rest_client_give_the_local_result(cli_run, tmp_path, fash
         assert wrong.exit_code == 1 and "404" in wrong.output
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        _, stderr = server.communicate(timeout=30)
+    assert "warning: listening on 0.0.0.0" in stderr and "no authentication" in stderr
     gone = invoke("inpaint", image_path, "--mask-type", "pattern", "-o", tmp_path / "y.png",
                   "--server", url, "--model-name", "tiny")
     assert gone.exit_code == 1 and "not reachable" in gone.output

@@ -238,3 +238,141 @@ def test_cli_refuses_context_encoder_settings_for_a_dcgan(tmp_path):
     assert result.exit_code == 1
     assert "Error: --known-weight set(s) the context encoder's training; add --model context-encoder." in result.output
     assert not os.path.exists(tmp_path / "run")
+
+
+# --- Export: the DCGAN model's contract --------------------------------------------------
+
+
+CE_SIGNATURES = ["inpaint", "inpaint_png", "inpaint_png_with_settings", "inpaint_with_settings", "limits",
+                 "serving_default"]
+
+
+def test_export_card_says_what_it_is_and_that_it_does_not_search(tiny_context_encoder_export):
+    from tf_semantic_inpaint.export import read_card
+
+    base, _ = tiny_context_encoder_export
+    card = read_card(os.path.join(base, "1"))
+    assert card["model"] == "context-encoder" and card["z_dim"] == 0 and card["width"] == 8
+    assert card["search_defaults"]["iterations"] == 0 and card["search_defaults"]["restarts"] == 1
+    assert card["training_settings"] == {"learning_rate": 1e-3, "known_weight": 1.0, "adversarial_weight": 0.001}
+    assert card["signatures"] == CE_SIGNATURES  # no generate / discriminate: no z, no D served
+
+
+def test_inpaint_signature_is_f_pasted_into_the_hole(tiny_context_encoder, tiny_context_encoder_export,
+                                                     fashion_mnist_test_images):
+    from tf_semantic_inpaint.masks import importance_weights
+    from tf_semantic_inpaint.search import WINDOW
+
+    base, _ = tiny_context_encoder_export
+    loaded = tf.saved_model.load(os.path.join(base, "1"))
+    images = fashion_mnist_test_images[:4]
+    masks = np.stack([make_mask(kind, 28, 28, seed=i) for i, kind in enumerate(MASK_TYPES)])
+    out = loaded.signatures["inpaint"](images=tf.constant(images), masks=tf.constant(masks))
+    assert sorted(out) == ["completed", "context_loss", "generated", "prior_loss", "z"]
+    expected = ce.fill(tiny_context_encoder.generator, images * 2 - 1, masks).numpy()
+    np.testing.assert_allclose(out["generated"].numpy(), np.clip(expected * 0.5 + 0.5, 0, 1), atol=1e-5)
+    completed = out["completed"].numpy()
+    np.testing.assert_array_equal(completed[masks == 1], images[masks == 1])
+    np.testing.assert_array_equal(completed[masks == 0], out["generated"].numpy()[masks == 0])
+    assert out["z"].shape == (4, 0)
+    np.testing.assert_array_equal(out["prior_loss"].numpy(), np.zeros(4))
+    weights = importance_weights(masks, WINDOW).numpy()
+    context = np.sum(weights * np.abs(expected - (images * 2 - 1)), axis=(1, 2, 3))
+    np.testing.assert_allclose(out["context_loss"].numpy(), context, rtol=1e-4)
+    # Search settings are accepted, checked and change nothing.
+    other = loaded.signatures["inpaint_with_settings"](
+        images=tf.constant(images), masks=tf.constant(masks), iterations=tf.constant(50), lam=tf.constant(0.1),
+        learning_rate=tf.constant(0.5), restarts=tf.constant(3), seed=tf.constant(7))
+    np.testing.assert_array_equal(other["completed"].numpy(), completed)
+
+
+def test_library_paths_run_it_like_the_dcgan_model(tiny_context_encoder_export, fashion_mnist_test_images):
+    """tfinpaint inpaint's path (PNGs of any size through LocalModel), and the array search."""
+    import cv2
+
+    from tf_semantic_inpaint.inpaint import inpaint_batch
+    from tf_semantic_inpaint.local import LocalModel
+
+    base, _ = tiny_context_encoder_export
+    model = LocalModel(base)
+    assert (model.resolution, model.channels, model.z_dim) == (28, 1, 0)
+    assert (model.defaults.iterations, model.defaults.restarts) == (0, 1)
+    big = np.clip(cv2.resize(fashion_mnist_test_images[6], (45, 60), interpolation=cv2.INTER_CUBIC), 0, 1)[..., None]
+    mask = make_mask("center", 60, 45, seed=0)
+    (result,) = inpaint_batch([big], [mask], model=model)
+    assert result.output.shape == (60, 45, 1) and result.z.shape == (0,)
+    known = mask[..., 0] == 1
+    np.testing.assert_allclose(result.output[known], big[known], atol=1 / 255)
+    assert np.abs(result.generated - big)[~known].mean() < 0.3  # a garment, not noise
+    found = model.search(fashion_mnist_test_images[:2], np.stack([make_mask("half", 28, 28, seed=1)] * 2))
+    assert found["completed"].shape == (2, 28, 28, 1) and found["z"].shape == (2, 0)
+
+
+def test_served_over_rest_like_the_dcgan_model(tiny_context_encoder_export, fashion_mnist_test_images):
+    from tf_semantic_inpaint import client, devserver
+    from tf_semantic_inpaint.local import LocalModel
+
+    base, _ = tiny_context_encoder_export
+    server = devserver.make_server(base, port=0, quiet=True).start()
+    try:
+        rest = client.RestModel(server.url, "ce")
+        images = fashion_mnist_test_images[:3]
+        masks = np.stack([make_mask(kind, 28, 28, seed=2) for kind in ("center", "pattern", "random")])
+        remote, here = rest.search(images, masks), LocalModel(base).search(images, masks)
+        assert set(remote) == set(here) and remote["z"].shape == (3, 0)
+        for key in here:
+            np.testing.assert_allclose(remote[key], here[key], rtol=0, atol=1e-6)
+    finally:
+        server.stop()
+
+
+STANDALONE = """
+import sys
+sys.modules["tf_semantic_inpaint"] = None  # this package must not be needed
+import numpy as np, tensorflow as tf
+path, png = sys.argv[1], open(sys.argv[2], "rb").read()
+mask_png = open(sys.argv[3], "rb").read()
+images = np.random.default_rng(0).uniform(0, 1, (2, 28, 28, 1)).astype(np.float32)
+masks = np.ones((2, 28, 28, 1), np.float32); masks[:, 7:21, 7:21] = 0
+out2 = tf.saved_model.load(path).signatures["inpaint"](images=tf.constant(images), masks=tf.constant(masks))
+tf.compat.v1.disable_eager_execution()
+with tf.compat.v1.Session(graph=tf.Graph()) as sess:  # the TF1 loader, as TensorFlow Serving's
+    meta = tf.compat.v1.saved_model.load(sess, ["serve"], path)
+    sig = meta.signature_def["serving_default"]
+    fetch = {k: v.name for k, v in sig.outputs.items()}
+    out1 = sess.run(fetch, {sig.inputs["images"].name: images, sig.inputs["masks"].name: masks})
+    try:
+        sess.run(fetch, {sig.inputs["images"].name: images, sig.inputs["masks"].name: 0 * masks})
+        raise SystemExit("an all-missing mask was accepted")
+    except tf.errors.InvalidArgumentError as error:
+        assert "no context to condition on" in error.message
+    sig = meta.signature_def["inpaint_png"]
+    out_png = sess.run({k: v.name for k, v in sig.outputs.items()},
+                       {sig.inputs["image_png"].name: [png], sig.inputs["mask_png"].name: [mask_png]})
+assert np.allclose(out1["completed"], out2["completed"].numpy(), atol=1e-6), "TF1 and TF2 loaders disagree"
+assert out1["z"].shape == (2, 0) and not out1["prior_loss"].any()
+completed_png = out_png["completed_png_bytes"][0]
+assert completed_png.startswith(b"\\x89PNG")
+print("ok", out1["completed"].shape, int.from_bytes(completed_png[16:20], "big"),  # IHDR width, height
+      int.from_bytes(completed_png[20:24], "big"))
+"""
+
+
+def test_loads_and_runs_without_this_package_under_both_loaders(tiny_context_encoder_export, tmp_path,
+                                                                fashion_mnist_test_images):
+    import subprocess
+    import sys
+
+    from tf_semantic_inpaint.images import encode_png
+    from tf_semantic_inpaint.masks import write_mask
+
+    base, _ = tiny_context_encoder_export
+    (tmp_path / "image.png").write_bytes(encode_png(fashion_mnist_test_images[0]))
+    write_mask(str(tmp_path / "mask.png"), make_mask("center", 28, 28))
+    result = subprocess.run(
+        [sys.executable, "-c", STANDALONE, os.path.join(base, "1"), str(tmp_path / "image.png"),
+         str(tmp_path / "mask.png")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ok (2, 28, 28, 1) 28 28" in result.stdout

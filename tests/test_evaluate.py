@@ -29,13 +29,14 @@ def searches():
 
 
 @pytest.fixture(scope="module")
-def report(tiny_export, tiny_judge_export, truth, searches):
-    """Every method on every mask kind, plus an oracle that returns the ground truth; judged."""
-    from tf_semantic_inpaint.inpaint import LocalModel
+def report(tiny_export, tiny_context_encoder_export, tiny_judge_export, truth, searches):
+    """Every method (the tiny context encoder's too) on every mask kind, plus an oracle that
+    returns the ground truth; judged by the tiny judge."""
+    from tf_semantic_inpaint.local import LocalModel
 
     model = LocalModel(tiny_export)
-    search = model.search
-    model.search = lambda images, *a, **k: searches.append(len(images)) or search(images, *a, **k)
+    search = model.inpaint_png
+    model.inpaint_png = lambda images, *a, **k: searches.append(len(images)) or search(images, *a, **k)
 
     def oracle(image, mask):
         # It sees the hole zeroed, so it finds its image by the known pixels.
@@ -45,10 +46,10 @@ def report(tiny_export, tiny_judge_export, truth, searches):
 
     return evaluate.evaluate(model, n=N, batch_size=BATCH, train_images_limit=500,
                              extra_methods={"oracle": oracle}, progress=False,
-                             context_encoder=False, judge=tiny_judge_export)
+                             context_encoder=tiny_context_encoder_export[0], judge=tiny_judge_export)
 
 
-ALL = tuple(m for m in evaluate.METHODS if m != evaluate.CONTEXT_ENCODER) + ("oracle",)
+ALL = evaluate.METHODS + ("oracle",)
 
 
 def _table(markdown):
@@ -98,7 +99,7 @@ def test_the_oracle_scores_highest_in_every_column(report):
     for kind in MASK_TYPES:
         oracle = report.scores["oracle"][kind]
         assert oracle.psnr == metrics.PSNR_CAP and oracle.ssim == pytest.approx(1.0)
-        for method in ALL[:-1]:
+        for method in evaluate.METHODS:
             other = report.scores[method][kind]
             assert other.psnr < oracle.psnr and other.ssim < oracle.ssim, (method, kind)
             assert other.psnr > 5.0, (method, kind)  # a real completion, not garbage
@@ -249,16 +250,17 @@ def test_semantic_table_and_json(report):
     assert set(result["semantic_bounds"]["masked"]) == set(MASK_TYPES)
 
 
-def test_paired_differences_against_nearest_neighbour(report):
+def test_paired_differences_against_the_context_encoder_and_nearest_neighbour(report):
+    assert report.paired_pairs() == [("ours_blend", "context_encoder"), ("ours_blend", "nearest_neighbour")]
     first, second = report.paired_pairs()[-1]
-    assert (first, second) == ("ours_blend", "nearest_neighbour")
     a = np.array(report.scores[first]["pattern"].psnr_per_image)
     b = np.array(report.scores[second]["pattern"].psnr_per_image)
     mean, error, share = report.paired(first, second, "pattern")
     assert mean == pytest.approx(np.mean(a - b)) and share == pytest.approx(np.mean(a > b))
     assert error == pytest.approx(np.std(a - b, ddof=1) / np.sqrt(N))
     assert f"{mean:+.2f} ± {error:.2f}" in report.to_markdown()
-    assert set(report.to_json()["paired_psnr"]) == {"ours_blend - nearest_neighbour"}
+    assert set(report.to_json()["paired_psnr"]) == {"ours_blend - context_encoder", "ours_blend - nearest_neighbour"}
+    assert "| ours_blend − context_encoder |" in report.to_markdown()
 
 
 def test_without_a_judge_there_are_no_semantic_columns(tiny_export):
@@ -267,3 +269,31 @@ def test_without_a_judge_there_are_no_semantic_columns(tiny_export):
     assert not result.has_semantics and result.scores["telea"]["center"].semantic_accuracy is None
     assert "Semantic accuracy" not in result.to_markdown()
     assert "semantic_accuracy" not in result.to_json()["results"]["telea"]["center"]
+
+
+# --- The context encoder's rows ------------------------------------------------------------
+
+
+def test_context_encoder_rows_are_its_exported_completions(report, tiny_context_encoder_export):
+    from tf_semantic_inpaint.inpaint import inpaint_batch
+    from tf_semantic_inpaint.local import LocalModel
+
+    base, _ = tiny_context_encoder_export
+    model = LocalModel(base)
+    assert report.context_encoder["card"]["model"] == "context-encoder"
+    assert report.context_encoder["path"].endswith(os.path.join("ce", "1"))
+    for kind in MASK_TYPES:
+        example = report.examples[kind]
+        given = list(example["truth"] * example["mask"])
+        expected = inpaint_batch(given, list(example["mask"]), model, blend=False)
+        np.testing.assert_array_equal(example["outputs"]["context_encoder"], np.stack([r.completed for r in expected]))
+        assert report.scores["context_encoder"][kind].known_kept
+    assert report.seconds["context_encoder"] > 0
+
+
+def test_context_encoder_asked_for_but_missing_or_not_one(tiny_export):
+    with pytest.raises(InpaintError, match="no context encoder for fashion_mnist"):
+        evaluate.evaluate(tiny_export, n=2, methods=["context_encoder"], context_encoder=False, progress=False)
+    with pytest.raises(InpaintError, match="is a dcgan model, not a context encoder"):
+        evaluate.evaluate(tiny_export, n=2, methods=["context_encoder"], context_encoder=tiny_export,
+                          progress=False)

@@ -1,4 +1,5 @@
-"""The SavedModel for TF Serving: layout, versions, every signature, both loaders."""
+"""The SavedModel for TF Serving: layout, versions, every signature, both loaders, and
+every request refused in the graph before it costs anything."""
 
 import dataclasses
 import json
@@ -12,13 +13,15 @@ import pytest
 import tensorflow as tf
 
 from tf_semantic_inpaint import export as exporting
+from tf_semantic_inpaint.contract import Limits, SearchSettings
+from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.images import decode_image, encode_png
-from tf_semantic_inpaint.masks import make_mask
-from tf_semantic_inpaint.search import SearchSettings
+from tf_semantic_inpaint.masks import make_mask, mask_png
 from tf_semantic_inpaint.train import TrainConfig
 
 SETTINGS = SearchSettings(iterations=25, restarts=2, learning_rate=0.05, seed=5)
-SIGNATURES = ["discriminate", "generate", "inpaint", "inpaint_png", "inpaint_with_settings", "serving_default"]
+SIGNATURES = ["discriminate", "generate", "inpaint", "inpaint_png", "inpaint_png_with_settings",
+              "inpaint_with_settings", "limits", "serving_default"]
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +58,12 @@ def test_layout_and_model_card(exported):
     assert card["dataset"] == "fashion_mnist" and card["epochs"] == 3
     assert card["training_command"].startswith("tfinpaint train")
     assert card["search_defaults"] == dataclasses.asdict(SETTINGS)
+    assert card["search_fixed"] == {"window": 15, "prior": "paper"}
+    assert card["limits"] == dataclasses.asdict(Limits.for_resolution(28))
     assert card["training_time_s"] == 12.5
     assert card["signatures"] == SIGNATURES
+    mode = os.stat(path).st_mode & 0o777
+    assert mode == 0o777 & ~_umask(), oct(mode)  # readable by a serving process of another user
 
 
 def test_versions_are_never_overwritten_without_force(run_dir, tmp_path):
@@ -64,7 +71,7 @@ def test_versions_are_never_overwritten_without_force(run_dir, tmp_path):
     assert exporting.export(run_dir, base, settings=SETTINGS).endswith("/1")
     assert exporting.export(run_dir, base, settings=SETTINGS).endswith("/2")
     before = os.path.getmtime(os.path.join(base, "1", "saved_model.pb"))
-    with pytest.raises(exporting.ExportError, match="--force"):
+    with pytest.raises(InpaintError, match="--force"):
         exporting.export(run_dir, base, version=1, settings=SETTINGS)
     assert os.path.getmtime(os.path.join(base, "1", "saved_model.pb")) == before
     exporting.export(run_dir, base, version=1, force=True, settings=dataclasses.replace(SETTINGS, seed=9))
@@ -92,8 +99,16 @@ def test_run_without_final_models_exports_its_newest_checkpoint(tmp_path):
 
 
 def test_not_a_run_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(Exception, match="run.json"):
+    with pytest.raises(InpaintError, match="run.json"):
         exporting.export(str(tmp_path), str(tmp_path / "m"))
+
+
+@pytest.mark.parametrize("options, message", [(dict(window=4), "odd"), (dict(prior="wild"), "unknown prior"),
+                                              (dict(settings=SearchSettings(restarts=0)), "restarts")])
+def test_bad_export_options_are_refused_before_loading(run_dir, tmp_path, options, message):
+    with pytest.raises(InpaintError, match=message):
+        exporting.export(run_dir, str(tmp_path / "m"), **options)
+    assert not os.path.exists(tmp_path / "m")
 
 
 def test_every_signature_in_process(exported, tiny_models, fashion_mnist_test_images):
@@ -126,43 +141,158 @@ def test_every_signature_in_process(exported, tiny_models, fashion_mnist_test_im
     np.testing.assert_allclose(logits, discriminator(images * 2 - 1).numpy()[:, 0], rtol=1e-4, atol=1e-5)
 
 
-def test_png_signature_on_a_real_image_of_another_size(exported, fashion_mnist_test_images):
-    _, path = exported
-    loaded = tf.saved_model.load(path)
+def test_png_signature_keeps_size_channels_alpha_and_bit_depth(exported, fashion_mnist_test_images):
     import cv2
 
-    image = cv2.resize(fashion_mnist_test_images[0], (45, 60), interpolation=cv2.INTER_CUBIC)[..., None]
-    image = np.clip(image, 0, 1)
-    mask = make_mask("center", 60, 45, seed=0)
-    mask_png = cv2.imencode(".png", ((1 - mask[..., 0]) * 255).astype(np.uint8))[1].tobytes()
-    out = loaded.signatures["inpaint_png"](
-        image_png=tf.constant([encode_png(image)]), mask_png=tf.constant([mask_png])
-    )
-    completed = decode_image(out["completed_png_bytes"].numpy()[0])
-    generated = decode_image(out["generated_png_bytes"].numpy()[0])
-    assert completed.shape == generated.shape == (60, 45, 1)
-    known = mask[..., 0] == 1
-    np.testing.assert_array_equal(
-        np.round(completed[known] * 255), np.round(image[known] * 255)
-    )
-    assert np.abs(completed[~known] - image[~known]).mean() > 0  # the hole was filled anew
-
-
-def test_wrong_input_is_an_invalid_argument(exported):
     _, path = exported
     loaded = tf.saved_model.load(path)
-    fn = loaded.signatures["inpaint"]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
-        fn(images=tf.zeros((2, 28, 28, 1)), masks=tf.ones((3, 28, 28, 1)))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="no context"):
-        fn(images=tf.zeros((1, 28, 28, 1)), masks=tf.zeros((1, 28, 28, 1)))
+    grey = np.clip(cv2.resize(fashion_mnist_test_images[0], (45, 60), interpolation=cv2.INTER_CUBIC), 0, 1)
+    alpha = np.linspace(0.2, 1, 60 * 45, dtype=np.float32).reshape(60, 45, 1)
+    mask = make_mask("center", 60, 45, seed=0)
+    known = mask[..., 0] == 1
+    for image, depth in ((grey[..., None], 8), (np.dstack([grey] * 3 + [alpha[..., 0]]), 16)):
+        out = loaded.signatures["inpaint_png"](image_png=tf.constant([encode_png(image, depth)]),
+                                               mask_png=tf.constant([mask_png(mask)]))
+        raw = cv2.imdecode(np.frombuffer(out["completed_png_bytes"].numpy()[0], np.uint8), cv2.IMREAD_UNCHANGED)
+        assert raw.dtype == (np.uint16 if depth == 16 else np.uint8)
+        completed = decode_image(out["completed_png_bytes"].numpy()[0])
+        generated = decode_image(out["generated_png_bytes"].numpy()[0])
+        assert completed.shape == generated.shape == image.shape
+        scale = 2**depth - 1
+        np.testing.assert_array_equal(np.round(completed[known] * scale), np.round(image[known] * scale))
+        np.testing.assert_array_equal(completed[..., 3:], np.round(image[..., 3:] * scale) / scale)  # alpha
+        assert np.abs(completed[~known] - image[~known]).mean() > 0  # the hole was filled anew
+        assert out["z"].shape == (1, 100) and out["context_loss"].shape == (1,)
+
+
+def _bomb(width, height):
+    """A valid PNG of width x height black pixels: a few KB on disk, width * height bytes decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(b"\0" * (width + 1) * height, 9)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def _refused(fn, match, **inputs):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+        fn(**{k: tf.constant(v) for k, v in inputs.items()})
+
+
+def test_every_input_is_checked_before_any_work(exported):
+    """The probes of the hardening issue: each refused with the input, its value and the limit."""
+    _, path = exported
+    loaded = tf.saved_model.load(path)
+    images = np.full((2, 28, 28, 1), 0.5, np.float32)
+    masks = np.ones((2, 28, 28, 1), np.float32)
+    masks[:, 7:21, 7:21] = 0
+    fn = loaded.signatures["inpaint_with_settings"]
+    ok = dict(images=images, masks=masks, iterations=np.int32(2), lam=np.float32(0.003),
+              learning_rate=np.float32(0.03), restarts=np.int32(2), seed=np.int32(0))
+    limits = Limits.for_resolution(28)
+    probes = [
+        (dict(iterations=np.int32(2**31 - 1)), "iterations = 2147483647 is over the limit of 3000"),
+        (dict(iterations=np.int32(-1)), "iterations must be >= 0"),
+        (dict(restarts=np.int32(20000)), "restarts = 20000 is over the limit of 64"),
+        (dict(restarts=np.int32(0)), "restarts must be >= 1, got 0"),
+        (dict(restarts=np.int32(-1)), "restarts must be >= 1, got -1"),
+        (dict(lam=np.float32("nan")), "lam must be a finite number >= 0, got nan"),
+        (dict(lam=np.float32(-1)), "lam must be a finite number >= 0"),
+        (dict(learning_rate=np.float32("nan")), "learning_rate must be a finite number > 0"),
+        (dict(learning_rate=np.float32(0)), "learning_rate must be a finite number > 0"),
+        (dict(images=images * 10), "images must hold finite values in .0, 1.; got values from 5 to 5"),
+        (dict(images=np.where(masks > 0, np.nan, images).astype(np.float32)), "images must hold finite"),
+        (dict(masks=masks * 2), "masks must hold finite values in .0, 1."),
+        (dict(masks=masks[:1]), "same batch size, got 2 and 1"),
+        (dict(images=np.zeros((300, 28, 28, 1), np.float32), masks=np.ones((300, 28, 28, 1), np.float32)),
+         "batch = 300 is over the limit of 256"),
+        (dict(images=np.zeros((40, 28, 28, 1), np.float32), masks=np.ones((40, 28, 28, 1), np.float32),
+              restarts=np.int32(64)), f"batch x restarts = 2560 is over the limit of {limits.max_candidates}"),
+        (dict(restarts=np.int32(64), iterations=np.int32(3000)),
+         f"batch x restarts x iterations = 384000 is over the limit of {limits.max_candidate_steps}"),
+        (dict(masks=np.zeros_like(masks)), "no context"),
+    ]
+    for change, message in probes:
+        _refused(fn, message, **{**ok, **change})
+    fn(**{k: tf.constant(v) for k, v in ok.items()})  # and the model still answers
+
     png = loaded.signatures["inpaint_png"]
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        png(image_png=tf.constant([b"not a png"]), mask_png=tf.constant([b"nor this"]))
-    small = encode_png(np.zeros((10, 10, 1), np.float32))
-    big = encode_png(np.zeros((12, 10, 1), np.float32))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="differ in size"):
-        png(image_png=tf.constant([small]), mask_png=tf.constant([big]))
+    small, hole = encode_png(np.zeros((10, 10, 1), np.float32)), mask_png(make_mask("center", 10, 10))
+    import cv2
+
+    jpeg = cv2.imencode(".jpg", np.zeros((10, 10), np.uint8))[1].tobytes()
+    _refused(png, r"image_png\[1\] is not a PNG file \(its first bytes are \[255 216 255 224\]",
+             image_png=[small, jpeg], mask_png=[hole, hole])
+    _refused(png, r"mask_png\[0\] is not a PNG file", image_png=[small], mask_png=[b"nor this"])
+    _refused(png, "not a PNG", image_png=[b""], mask_png=[hole])
+    _refused(png, "image_png and mask_png must have the same length", image_png=[small, small], mask_png=[hole])
+    _refused(png, r"mask_png\[0\] is 10x12 but image_png\[0\] is 10x10", image_png=[small],
+             mask_png=[mask_png(np.ones((12, 10, 1)))])
+    bomb = _bomb(20000, 20000)
+    assert len(bomb) < 1_000_000  # 400 million pixels in under a megabyte
+    _refused(png, "image_png holds an image of 400000000 pixels, over the limit of 16777216",
+             image_png=[bomb], mask_png=[bomb])
+    four = _bomb(4000, 4000)
+    _refused(png, "the PNGs of the request hold 80000000 pixels in all, over the limit of 67108864",
+             image_png=[four] * 5, mask_png=[four] * 5)
+    assert png(image_png=tf.constant([small]), mask_png=tf.constant([hole]))["z"].shape == (1, 100)
+
+
+def test_limits_signature_lists_the_limits_and_defaults(exported):
+    _, path = exported
+    values = {k: v.numpy().item() for k, v in tf.saved_model.load(path).signatures["limits"]().items()}
+    limits = Limits.for_resolution(28)
+    assert {k: values[k] for k in dataclasses.asdict(limits)} == dataclasses.asdict(limits)
+    assert values["default_iterations"] == 25 and values["default_restarts"] == 2 and values["default_seed"] == 5
+    assert values["default_learning_rate"] == pytest.approx(0.05)
+
+
+def test_stale_scratch_folders_of_killed_exports_are_removed_and_live_ones_kept(run_dir, tmp_path):
+    import socket
+
+    base = tmp_path / "m"
+    base.mkdir()
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a process that has exited
+    stale = base / f".tmp-export-{host}-{dead}-abc"
+    (stale / "variables").mkdir(parents=True)
+    live = base / f".tmp-export-{host}-{os.getpid()}-def"
+    elsewhere = base / f".tmp-export-otherhost-{dead}-ghi"
+    live.mkdir()
+    elsewhere.mkdir()
+    exporting.export(run_dir, str(base), settings=SETTINGS)
+    assert sorted(os.listdir(base)) == sorted(["1", live.name, elsewhere.name])
+
+
+@pytest.mark.slow
+def test_an_export_killed_mid_write_leaves_nothing_the_next_export_keeps(run_dir, tmp_path):
+    import signal
+    import time as clock
+
+    base = tmp_path / "m"
+    code = ("import sys; from tf_semantic_inpaint import export as e; from tf_semantic_inpaint.contract import "
+            "SearchSettings; e.export(sys.argv[1], sys.argv[2], settings=SearchSettings(iterations=5))")
+    victim = subprocess.Popen([sys.executable, "-c", code, run_dir, str(base)],
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    while not (base.is_dir() and any(n.startswith(".tmp-export-") for n in os.listdir(base))):
+        assert victim.poll() is None, "the export ended before it could be killed"
+        clock.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert any(n.startswith(".tmp-export-") for n in os.listdir(base))  # what kill -9 leaves
+    exporting.export(run_dir, str(base), settings=SETTINGS)
+    assert sorted(os.listdir(base)) == ["1"]
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 STANDALONE = textwrap.dedent(
@@ -192,7 +322,7 @@ STANDALONE = textwrap.dedent(
         fetch = {k: v.name for k, v in sig.outputs.items()}
         feed = {sig.inputs["images"].name: images, sig.inputs["masks"].name: masks}
         out1 = sess.run(fetch, feed)
-        for name in ("generate", "discriminate", "inpaint_with_settings", "inpaint_png"):
+        for name in ("generate", "discriminate", "inpaint_with_settings", "inpaint_png", "limits"):
             assert name in meta.signature_def, name
         bad = {sig.inputs["images"].name: images, sig.inputs["masks"].name: np.zeros_like(masks)}
         try:
@@ -200,6 +330,19 @@ STANDALONE = textwrap.dedent(
             raise SystemExit("an all-missing mask was accepted")
         except tf.errors.InvalidArgumentError as error:
             assert "no context to condition on" in error.message
+        settings = meta.signature_def["inpaint_with_settings"]
+        feed = {settings.inputs[k].name: v for k, v in dict(
+            images=images, masks=masks, iterations=2**31 - 1, lam=0.003, learning_rate=0.03, restarts=1,
+            seed=0).items()}
+        try:
+            sess.run({k: v.name for k, v in settings.outputs.items()}, feed)
+            raise SystemExit("2**31 - 1 iterations were accepted")
+        except tf.errors.InvalidArgumentError as error:
+            assert "iterations = 2147483647 is over the limit of 3000" in error.message
+        out_again = sess.run(fetch, {sig.inputs["images"].name: images, sig.inputs["masks"].name: masks})
+        assert np.array_equal(out_again["z"], out1["z"]), "the session broke after a refusal"
+        limits = meta.signature_def["limits"]
+        assert sess.run(limits.outputs["max_iterations"].name) == 3000
     assert np.array_equal(out1["z"], out2["z"].numpy()), "TF1 and TF2 loaders disagree"
     print("tf1 ok", out1["completed"].shape)
     """
@@ -240,3 +383,12 @@ def test_saved_model_cli_show_and_run(exported, tmp_path, fashion_mnist_test_ima
     completed = np.load(tmp_path / "out" / "completed.npy")
     assert completed.shape == (2, 28, 28, 1)
     np.testing.assert_array_equal(completed[masks == 1], images[masks == 1])
+    refused = subprocess.run(
+        [_saved_model_cli(), "run", "--dir", path, "--tag_set", "serve", "--signature_def", "inpaint_with_settings",
+         "--inputs", f"images={tmp_path / 'images.npy'};masks={tmp_path / 'masks.npy'}",
+         "--input_exprs", "iterations=2147483647;lam=0.003;learning_rate=0.03;restarts=1;seed=0",
+         "--outdir", str(tmp_path / "refused")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert refused.returncode != 0
+    assert "iterations = 2147483647 is over the limit of 3000" in refused.stderr

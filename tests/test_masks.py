@@ -228,7 +228,7 @@ def test_write_mask_refuses_to_overwrite_when_asked(tmp_path):
     path = tmp_path / "m.png"
     masks.write_mask(path, masks.make_mask("center", 8, 8))
     before = path.read_bytes()
-    with pytest.raises(ImageError, match="exists"):
+    with pytest.raises(InpaintError, match="exists"):
         masks.write_mask(path, masks.make_mask("half-left", 8, 8), overwrite=False)
     assert path.read_bytes() == before
     masks.write_mask(path, masks.make_mask("half-left", 8, 8))

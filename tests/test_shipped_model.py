@@ -11,6 +11,7 @@ import pytest
 
 from tf_semantic_inpaint import inpaint as inpainting
 from tf_semantic_inpaint.baselines import biharmonic
+from tf_semantic_inpaint.local import LocalModel
 from tf_semantic_inpaint.masks import MASK_TYPES, make_mask
 from tf_semantic_inpaint.metrics import psnr
 
@@ -19,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def shipped():
-    return inpainting.LocalModel()
+    return LocalModel()
 
 
 def test_shipped_model_and_its_card(shipped):

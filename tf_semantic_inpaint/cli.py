@@ -183,21 +183,46 @@ def masks(kind, size, seed, out, force):
                f"{100 * masking.missing_fraction(mask):.1f}% missing.")
 
 
-def _search_settings(defaults, **options):
-    """The model's search defaults with the options given on the command line.
+class _Finite(click.ParamType):
+    """A finite float (NaN and infinities refused), above `low` (exclusive) or at least it."""
 
-    options: SearchSettings fields, None where the option was not given.
-    defaults=None (a model behind a server): None when no option is given, so the
-    server's baked-in defaults apply, else SearchSettings() with the options.
-    """
-    import dataclasses
+    name = "number"
 
-    from tf_semantic_inpaint.search import SearchSettings
+    def __init__(self, low, inclusive):
+        self.low, self.inclusive = low, inclusive
 
-    given = {k: v for k, v in options.items() if v is not None}
-    if defaults is None and not given:
-        return None
-    return dataclasses.replace(defaults or SearchSettings(), **given)
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        ok = math.isfinite(number) and (number >= self.low if self.inclusive else number > self.low)
+        if not ok:
+            self.fail(f"{value!r} must be a finite number {'>=' if self.inclusive else '>'} {self.low:g}.", param, ctx)
+        return number
+
+
+_INT32 = click.IntRange(-(2**31), 2**31 - 1)
+
+
+def search_options(command):
+    """The per-request search settings, one option each; unset ones keep the model's own."""
+    options = [
+        click.option("--iterations", type=click.IntRange(0, 2**31 - 1), default=None,
+                     help="Adam steps on z [default: the model's]."),
+        click.option("--restarts", type=click.IntRange(1, 2**31 - 1), default=None,
+                     help="Random starts per image, searched together [default: the model's]."),
+        click.option("--lam", type=_Finite(0.0, True), default=None,
+                     help="λ, the weight of the prior loss [default: the model's]."),
+        click.option("--lr", "learning_rate", type=_Finite(0.0, False), default=None,
+                     help="Adam's learning rate on z [default: the model's]."),
+        click.option("--seed", type=_INT32, default=None, help="Seed of the random starts [default: the model's]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @main.command()
@@ -209,12 +234,8 @@ def _search_settings(defaults, **options):
 @click.option("--mask-type", default=None,
               help="Use one of the paper's masks instead of a MASK file: center, pattern, random, "
                    "half[-left|-right|-top|-bottom].")
-@click.option("--mask-seed", type=int, default=0, show_default=True, help="Seed of --mask-type.")
-@click.option("--iterations", type=int, default=None, help="Adam steps [default: the model's].")
-@click.option("--restarts", type=int, default=None, help="Random restarts per image [default: the model's].")
-@click.option("--lam", type=float, default=None, help="λ, weight of the prior loss [default: the model's].")
-@click.option("--lr", "learning_rate", type=float, default=None, help="Adam learning rate on z.")
-@click.option("--seed", type=int, default=None, help="Seed of the restarts' z [default: the model's].")
+@click.option("--mask-seed", type=_INT32, default=0, show_default=True, help="Seed of --mask-type.")
+@search_options
 @click.option("--no-blend", is_flag=True, help="Skip Poisson blending: paste G(z*) into the hole.")
 @click.option("--compare", type=click.Path(dir_okay=False), default=None,
               help="Also write input | masked | G(z*) | result side by side to this PNG.")
@@ -222,10 +243,11 @@ def _search_settings(defaults, **options):
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--server", default=None, help="TF Serving REST URL, e.g. http://localhost:8501.")
 @click.option("--model-name", default=None, help="Model name on the --server.")
-@click.option("--timeout", type=float, default=60.0, show_default=True, help="REST timeout in seconds.")
+@click.option("--timeout", type=_Finite(0.0, False), default=60.0, show_default=True,
+              help="REST timeout in seconds.")
 @_user_errors
 def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, resize_mask, force,
-            server, model_name, timeout, **search_options):
+            server, model_name, timeout, **search):
     """Fill the missing region of IMAGE (white in MASK) with a semantic completion.
 
     IMAGE may be a folder: every image in it is inpainted (MASK then is one mask
@@ -238,8 +260,7 @@ def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, re
 
         tfinpaint inpaint shirt.png hole.png --server http://localhost:8501 --model-name fashion_mnist
     """
-    _import_tensorflow_quietly()
-    from tf_semantic_inpaint import inpaint as inpainting
+    from tf_semantic_inpaint import files
 
     if (mask is None) == (mask_type is None):
         raise click.UsageError("give either a MASK file or --mask-type, not both or neither.")
@@ -247,11 +268,26 @@ def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, re
         raise click.UsageError("--server needs --model-name (the name TF Serving serves it under).")
     if server and model:
         raise click.UsageError("--model is local; with --server the model is --model-name.")
-    written = inpainting.inpaint_files(
-        image, mask, out, model=model, mask_type=mask_type, mask_seed=mask_seed,
-        blend=not no_blend, compare=compare, resize_mask=resize_mask, force=force,
-        server=server, model_name=model_name, timeout=timeout,
-        settings=lambda defaults: _search_settings(defaults, **search_options),
+    if mask_type is not None:
+        from tf_semantic_inpaint.masks import MASK_KINDS
+
+        if mask_type not in MASK_KINDS:
+            raise click.BadParameter(f"{mask_type!r}; use one of {', '.join(MASK_KINDS)}.", param_hint="--mask-type")
+
+    def load_model():
+        if server:  # the REST client needs no TensorFlow
+            from tf_semantic_inpaint.client import RestModel
+
+            return RestModel(server, model_name, timeout=timeout)
+        _import_tensorflow_quietly()
+        from tf_semantic_inpaint.local import LocalModel
+
+        return LocalModel(model)
+
+    written = files.inpaint_files(
+        image, mask, out, model=load_model, settings={k: v for k, v in search.items() if v is not None},
+        mask_type=mask_type, mask_seed=mask_seed, blend=not no_blend, compare=compare,
+        resize_mask=resize_mask, force=force,
     )
     for path in written:
         click.echo(path)
@@ -261,37 +297,42 @@ def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, re
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="TF Serving model base, e.g. saved_models/fashion_mnist.")
-@click.option("--version", "version", type=int, default=None,
+@click.option("--version", "version", type=click.IntRange(1, 2**31 - 1), default=None,
               help="Integer version [default: one more than the newest].")
 @click.option("--force", is_flag=True, help="Replace an existing version.")
-@click.option("--iterations", type=int, default=None, help="Search default baked into `inpaint`.")
-@click.option("--restarts", type=int, default=None)
-@click.option("--lam", type=float, default=None)
-@click.option("--lr", "learning_rate", type=float, default=None)
-@click.option("--seed", type=int, default=None)
-@click.option("--window", type=int, default=None, help="Side of the importance-weight window N(i).")
-@click.option("--prior", type=click.Choice(["paper", "nonsaturating"]), default=None,
-              help="Prior loss: λ log(1 - D(G(z))) (paper) or -λ log D(G(z)).")
+@click.option("--iterations", type=click.IntRange(0, 2**31 - 1), default=None,
+              help="Default Adam steps baked into `inpaint` [default: 300].")
+@click.option("--restarts", type=click.IntRange(1, 2**31 - 1), default=None,
+              help="Default random starts per image [default: 4].")
+@click.option("--lam", type=_Finite(0.0, True), default=None, help="Default λ, the prior loss weight [default: 0.003].")
+@click.option("--lr", "learning_rate", type=_Finite(0.0, False), default=None,
+              help="Default Adam learning rate on z [default: 0.03].")
+@click.option("--seed", type=_INT32, default=None, help="Default seed of the random starts [default: 0].")
+@click.option("--window", type=int, default=15, show_default=True,
+              help="Side of the importance-weight window N(i), fixed at export (the paper's is 7).")
+@click.option("--prior", type=click.Choice(["paper", "nonsaturating"]), default="paper", show_default=True,
+              help="Prior loss, fixed at export: λ log(1 - D(G(z))) (paper) or -λ log D(G(z)).")
 @_user_errors
-def export(run_dir, out, version, force, **search_options):
+def export(run_dir, out, version, force, window, prior, **search):
     """Export a training run as ONE SavedModel (G, D, latent search) for TF Serving.
 
     Writes OUT/<version>/ (saved_model.pb, variables/, model_card.json), atomically.
-    A judge run (--model judge) becomes the judge's SavedModel (`classify` signature).
+    A context-encoder run is exported behind the same contract (no search: its
+    settings change nothing); a judge run becomes the judge's SavedModel (`classify`).
     """
     _import_tensorflow_quietly()
+    import dataclasses
+
     from tf_semantic_inpaint import export as exporting
-    from tf_semantic_inpaint.search import SearchSettings
+    from tf_semantic_inpaint.contract import SearchSettings
     from tf_semantic_inpaint.train import load_run_config
 
+    settings = dataclasses.replace(SearchSettings(), **{k: v for k, v in search.items() if v is not None})
+    path = exporting.export(run_dir, out, version=version, force=force, settings=settings, window=window,
+                            prior=prior)
     if load_run_config(run_dir).model == "judge":
-        from tf_semantic_inpaint.judge import export_judge
-
-        path = export_judge(run_dir, out, version=version, force=force)
         click.echo(f"Exported the judge {path}; `tfinpaint evaluate --judge {out}` uses it.")
         return
-    path = exporting.export(run_dir, out, version=version, force=force,
-                            settings=_search_settings(SearchSettings(), **search_options))
     click.echo(f"Exported {path}. Serve it with: tfinpaint serve {out}")
 
 
@@ -299,12 +340,21 @@ def export(run_dir, out, version, force, **search_options):
 @click.argument("model_base", type=click.Path(exists=True, file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Interface to bind; the default accepts local clients only.")
-@click.option("--port", type=int, default=8501, show_default=True, help="TF Serving's REST port.")
-@click.option("--max-body-mb", type=float, default=32.0, show_default=True,
+@click.option("--port", type=click.IntRange(0, 65535), default=8501, show_default=True,
+              help="TF Serving's REST port (0: any free port).")
+@click.option("--max-body-mb", type=_Finite(0.0, False), default=32.0, show_default=True,
               help="Refuse larger requests with HTTP 413.")
+@click.option("--read-timeout", type=_Finite(0.0, False), default=30.0, show_default=True,
+              help="Seconds a whole request may take to arrive (408 after).")
+@click.option("--max-connections", type=click.IntRange(1), default=64, show_default=True,
+              help="Open connections at once (503 beyond).")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="Model calls at once.")
+@click.option("--max-queue", type=click.IntRange(0), default=32, show_default=True,
+              help="Model calls waiting for a worker (503 beyond).")
 @click.option("--quiet", is_flag=True, help="No log line per request.")
 @_user_errors
-def serve(model_base, host, port, max_body_mb, quiet):
+def serve(model_base, host, port, max_body_mb, **options):
     """Serve MODEL_BASE over TF Serving's REST API, for development without Docker.
 
     Production serving is TensorFlow Serving itself, on the same model base:
@@ -316,11 +366,12 @@ def serve(model_base, host, port, max_body_mb, quiet):
 
     Both answer GET /v1/models/NAME[/metadata] and POST /v1/models/NAME:predict, e.g.
     `tfinpaint inpaint img.png mask.png --server http://127.0.0.1:8501 --model-name NAME`.
+    It has no authentication: keep it on loopback (the default --host).
     """
     _import_tensorflow_quietly()
-    from tf_semantic_inpaint import serving
+    from tf_semantic_inpaint import devserver
 
-    serving.serve(model_base, host=host, port=port, max_body_bytes=int(max_body_mb * 2**20), quiet=quiet)
+    devserver.serve(model_base, host=host, port=port, max_body_bytes=int(max_body_mb * 2**20), **options)
 
 
 def _names(value):
@@ -334,20 +385,17 @@ def _names(value):
 @click.option("--dataset", default="fashion_mnist", show_default=True,
               help="Any dataset `train` accepts (CelebA gives the paper's setting).")
 @click.option("--split", default="test", show_default=True, help="Split to score (tune on validation).")
-@click.option("--n", "n", type=int, default=500, show_default=True, help="First N images of the split.")
+@click.option("--n", "n", type=click.IntRange(1), default=500, show_default=True, help="First N images of the split.")
 @click.option("--masks", multiple=True, help="Mask kinds, comma-separated [default: center,pattern,random,half].")
 @click.option("--methods", multiple=True,
               help="Methods, comma-separated [default: all: ours, ours_blend, context_encoder (when "
                    "there is one), telea, navier_stokes, biharmonic, total_variation, train_mean, "
                    "nearest_neighbour].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the masks.")
+@click.option("--mask-seed", "seed", type=_INT32, default=0, show_default=True, help="Seed of the masks.")
 @click.option("--data-dir", default=None, help="tfds data dir.")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Images per search call.")
-@click.option("--iterations", type=int, default=None, help="Search iterations [default: the model's].")
-@click.option("--restarts", type=int, default=None)
-@click.option("--lam", type=float, default=None)
-@click.option("--lr", "learning_rate", type=float, default=None)
-@click.option("--search-seed", "search_seed", type=int, default=None, help="Seed of the search's z.")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Images per search call (lowered to fit the model's limits).")
+@search_options
 @click.option("--context-encoder", "context_encoder", default=None,
               help="Context encoder SavedModel (the rival's rows), or 'none' "
                    "[default: the one shipped for the dataset, if any].")
@@ -358,8 +406,8 @@ def _names(value):
               help="Folder for results.md, results.json and examples.png.")
 @click.option("--force", is_flag=True, help="Overwrite existing results.")
 @_user_errors
-def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_size, out, force,
-             iterations, restarts, lam, learning_rate, search_seed, context_encoder, judge):
+def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_size, out, force, context_encoder,
+             judge, **search):
     """Score the model, the context encoder and classical baselines the paper's way (Table 1).
 
     PSNR and SSIM; with a judge for the dataset also semantic accuracy and a Fréchet
@@ -367,6 +415,7 @@ def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_siz
 
         tfinpaint evaluate --split test --n 500 --out results/fashion_mnist
     """
+    import dataclasses
     import os.path
 
     from tf_semantic_inpaint import evaluate as evaluation
@@ -378,11 +427,10 @@ def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_siz
     if existing and not force:
         raise click.ClickException(f"{out} already holds {', '.join(existing)}; pass --force or another --out.")
     _import_tensorflow_quietly()
-    from tf_semantic_inpaint.inpaint import LocalModel
+    from tf_semantic_inpaint.local import LocalModel
 
     local = LocalModel(model)
-    settings = _search_settings(local.defaults, iterations=iterations, restarts=restarts, lam=lam,
-                                learning_rate=learning_rate, seed=search_seed)
+    settings = dataclasses.replace(local.defaults, **{k: v for k, v in search.items() if v is not None})
     off = lambda value: False if value is not None and value.lower() == "none" else value  # noqa: E731
     report = evaluation.evaluate(local, dataset=dataset, split=split, n=n, masks=masks, methods=methods,
                                  seed=seed, data_dir=data_dir, settings=settings, batch_size=batch_size,

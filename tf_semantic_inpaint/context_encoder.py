@@ -23,7 +23,9 @@ with its own DCGAN discriminator D (models.Discriminator) telling real images fr
 completed ones. Masks are drawn fresh for every image of every step from all four
 of the paper's kinds (`mask_batches`), so the network faces the latent search's task.
 
-Inference and export call `fill(network, images, masks)`.
+Inference and export call `fill(network, images, masks)`; `ContextEncoderCompleter`
+plugs F into the export contract of the DCGAN model (export.py), so `tfinpaint
+inpaint --model`, `tfinpaint serve`, the REST client and TF Serving run it unchanged.
 
 Reference: Pathak, Krähenbühl, Donahue, Darrell, Efros, "Context Encoders: Feature
 Learning by Inpainting", CVPR 2016.
@@ -208,6 +210,78 @@ def fill(network, images, masks):
     images = tf.convert_to_tensor(images, tf.float32)
     masks = tf.convert_to_tensor(masks, tf.float32)
     return network(context_input(images, masks), training=False)
+
+
+# --- The export contract's completion model ----------------------------------------
+
+
+class ContextEncoderCompleter:
+    """F as the completion model that export.InpaintingModule wraps in the public contract.
+
+    The contract is the DCGAN export's (`inpaint` = `serving_default`, `inpaint_png`,
+    the `*_with_settings` variants, `limits`), so every client runs a context encoder
+    unchanged. There is no search: `start` fills every hole in one forward pass,
+    `steps` passes the result through, and the per-request settings (iterations,
+    restarts, λ, learning rate, seed) are checked against the limits as for any model
+    but change nothing. The outputs that do not apply keep their shapes:
+
+        generated     [b, R, R, C] in [-1, 1]  F's prediction (the contract pastes it into the hole)
+        z             [b, 0]                   no latent vector: an empty one per image
+        context_loss  [b]                      ||W ⊙ (F(x) - y)||_1, the latent search's context
+                                               loss (same W, same window) of F's prediction
+        prior_loss    [b]                      0: there is no prior
+
+    A context encoder export has no `generate` or `discriminate` signature. A mask
+    without a known pixel is refused, as by the latent search.
+
+    Args:
+        network: a trained `ContextEncoder`.
+        window: side of the importance-weight window of the reported context loss.
+    """
+
+    kind = "context-encoder"
+    z_dim = 0
+
+    def __init__(self, network, window=None):
+        from tf_semantic_inpaint.search import WINDOW
+
+        self.network = network
+        self.resolution, self.channels = network.resolution, network.channels
+        self.window = WINDOW if window is None else window
+        # Raw tf.Variables: what both the TF2 and the TF1 (TF Serving) loaders restore.
+        self.variables = [v.value for v in network.weights]
+        self.fixed = {"window": self.window}
+
+    def carry_spec(self):
+        res, ch = self.resolution, self.channels
+        return (tf.TensorSpec([None, res, res, ch], tf.float32), tf.TensorSpec([None], tf.float32))
+
+    def start(self, images, masks, restarts, seed):
+        """(generated [b, R, R, C] in [-1, 1], context_loss [b]); restarts and seed change nothing."""
+        from tf_semantic_inpaint.masks import importance_weights
+
+        no_context = tf.debugging.assert_greater(
+            tf.reduce_sum(masks, axis=[1, 2, 3]), 0.0,
+            message="a mask has no known pixel: there is no context to condition on",
+        )
+        with tf.control_dependencies([no_context]):
+            generated = fill(self.network, images, masks)
+        weights = importance_weights(masks, self.window)
+        return generated, tf.reduce_sum(weights * tf.abs(generated - images), axis=[1, 2, 3])
+
+    def steps(self, carry, iterations, lam, learning_rate, record_history=False):
+        """The carry unchanged; with record_history also the loss at every "step" [iterations, b]."""
+        if record_history:
+            return carry, tf.tile(carry[1][tf.newaxis], [iterations, 1])
+        return carry
+
+    def finish(self, carry, lam, restarts):
+        generated, context_loss = carry
+        return {"generated": generated, "z": tf.zeros([tf.shape(generated)[0], 0]),
+                "context_loss": context_loss, "prior_loss": tf.zeros_like(context_loss)}
+
+    def extra_functions(self):
+        return {}
 
 
 # --- Masks for training ------------------------------------------------------------

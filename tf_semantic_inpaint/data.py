@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tf_semantic_inpaint import preprocess
 from tf_semantic_inpaint.errors import InpaintError
 
 DEBIAN_FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
@@ -195,16 +196,15 @@ def _prepared_builder(dataset, data_dir):
 def to_model_range(image, resolution, channels):
     """Any uint8/float image [h, w, c] -> float32 [resolution, resolution, channels] in [-1, 1].
 
-    Centre-crops to a square, resizes with antialiasing and converts the channels.
+    Centre-crops to a square, then prepares it as inference does (preprocess.py: the
+    same resize and channel conversion), so training and inpainting see alike images.
     uint8 input is taken as 0..255, float input as 0..1.
     """
     if image.dtype == tf.uint8:
         image = tf.cast(image, tf.float32) / 255.0
-    image = tf.cast(image, tf.float32)
-    image = center_square(image)
-    image = tf.image.resize(image, (resolution, resolution), antialias=True)
-    image = convert_channels(image, channels)
-    return tf.clip_by_value(image, 0.0, 1.0) * 2.0 - 1.0
+    image = center_square(tf.cast(image, tf.float32))
+    image = preprocess.resize_to(preprocess.convert_channels(image, channels), resolution)
+    return preprocess.to_model_range(tf.clip_by_value(image, 0.0, 1.0))
 
 
 def center_square(image, size=None):
@@ -213,18 +213,6 @@ def center_square(image, size=None):
     side = tf.minimum(shape[0], shape[1]) if size is None else size
     top, left = (shape[0] - side) // 2, (shape[1] - side) // 2
     return image[top : top + side, left : left + side]
-
-
-def convert_channels(image, channels):
-    """[..., c] with c in {1, 3, 4} -> [..., channels]; alpha is dropped."""
-    have = image.shape[-1]
-    if have == 4:
-        image, have = image[..., :3], 3
-    if have == channels:
-        return image
-    if channels == 1:
-        return tf.image.rgb_to_grayscale(image)
-    return tf.image.grayscale_to_rgb(image)
 
 
 def _crop(example, crop):

@@ -192,8 +192,8 @@ class Report:
         if self.settings:
             s = self.settings
             search = (f"{s['iterations']} iterations, {s['restarts']} restarts, learning rate "
-                      f"{s['learning_rate']}, λ {s['lam']}, prior {s['prior']}, window "
-                      f"{s['window']}, seed {s['seed']}")
+                      f"{s['learning_rate']}, λ {s['lam']}, seed {s['seed']}"
+                      + "".join(f", {k} {s[k]}" for k in ("prior", "window") if k in s))
         else:
             search = "the server's defaults"
         return (f"Dataset {self.dataset}, split {self.split}, n = {self.n} images at "
@@ -332,7 +332,7 @@ class Report:
         masked input (hole in mid grey) | each method | ground truth, each tile
         enlarged by pixel replication to at least FIGURE_TILE pixels.
         """
-        from tf_semantic_inpaint.images import grid
+        from tf_semantic_inpaint.images import grid, label_strip, labelled, put_text, text_width
 
         labels = ["masked"] + [SHORT_NAMES.get(m, m) for m in self.methods] + ["truth"]
         scale = max(1, -(-FIGURE_TILE // self.resolution))
@@ -343,15 +343,13 @@ class Report:
             panels = [example["masked"]] + [example["outputs"][m] for m in self.methods] + [example["truth"]]
             tiles = np.stack(panels, axis=1).reshape((-1,) + panels[0].shape[1:])  # row-major
             blocks.append((kind, grid(tiles, columns=len(panels), pad=pad, scale=scale)))
-        side = max(_text_width(kind) for kind in self.masks) + 12
-        header = _strip(24, side + blocks[0][1].shape[1])
-        for c, label in enumerate(labels):
-            _put_text(header, label, side + pad + c * (tile + pad) + tile // 2, 16, tile - 4)
-        parts = [_as_image(header, self.channels)]
+        side = max(text_width(kind) for kind in self.masks) + 12
+        header = labelled(np.zeros((0, blocks[0][1].shape[1], self.channels), np.float32), labels, tile, pad)
+        parts = [np.concatenate([label_strip(24, side, self.channels)[1](), header], axis=1)]
         for kind, block in blocks:
-            strip = _strip(block.shape[0], side)
-            _put_text(strip, kind, side // 2, block.shape[0] // 2 + 5, side - 4)
-            parts.append(np.concatenate([_as_image(strip, self.channels), block], axis=1))
+            canvas, as_image = label_strip(block.shape[0], side, self.channels)
+            put_text(canvas, kind, side // 2, block.shape[0] // 2 + 5, side - 4)
+            parts.append(np.concatenate([as_image(), block], axis=1))
         return np.concatenate(parts, axis=0)
 
     def figure(self, path):
@@ -364,35 +362,6 @@ class Report:
 def _significant(value, digits=4):
     """`value` rounded to `digits` significant figures (0.000123456 -> 0.0001235)."""
     return float(f"{value:.{digits}g}")
-
-
-def _text_width(text, font_scale=0.5):
-    """Width in pixels of `text` in OpenCV's simplex font at `font_scale`."""
-    import cv2
-
-    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0]
-
-
-def _strip(height, width):
-    """A white uint8 [height, width] canvas for labels (OpenCV draws text on 8 bits only)."""
-    return np.full((height, width), 255, np.uint8)
-
-
-def _as_image(strip, channels):
-    """A uint8 label strip as float32 [h, w, channels] in [0, 1]."""
-    return np.repeat(strip[..., np.newaxis].astype(np.float32) / 255.0, channels, axis=-1)
-
-
-def _put_text(canvas, text, center_x, baseline_y, max_width):
-    """Draw black `text` centred at center_x on a uint8 [h, w] canvas, shrunk to fit max_width."""
-    import cv2
-
-    font_scale = 0.5
-    while font_scale > 0.25 and _text_width(text, font_scale) > max_width:
-        font_scale -= 0.05
-    x = int(center_x - _text_width(text, font_scale) / 2)
-    cv2.putText(canvas, text, (max(x, 0), baseline_y), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                0, 1, cv2.LINE_AA)
 
 
 # --- Data ------------------------------------------------------------------------
@@ -447,7 +416,9 @@ def _to_unit(images, count):
     stacked = np.concatenate(batches) if batches else np.zeros((0,), np.float32)
     if len(stacked) != count:
         raise EvaluationError(f"expected {count:,} images but the dataset gave {len(stacked):,}.")
-    return np.clip((stacked + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
+    from tf_semantic_inpaint.preprocess import to_unit_range
+
+    return to_unit_range(stacked).numpy().astype(np.float32)
 
 
 def _channel_note(dataset, channels):
@@ -547,10 +518,10 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
             test oracle can close over `evaluation_images(...)` and return the image
             matching the known pixels (e.g. baselines.NearestNeighbour over them).
         examples: images per mask kind kept for the figure.
-        context_encoder: the "context_encoder" method's model: a SavedModel path or
-            model base with the `inpaint` contract (or a LocalModel-like object with
-            `signatures`); None for the one shipped for the dataset (its rows are left
-            out when there is none, unless asked for in `methods`); False for none.
+        context_encoder: the "context_encoder" method's model: an exported context
+            encoder's SavedModel path or model base (or its LocalModel), run through the
+            same contract as `model`; None for the one shipped for the dataset (its rows
+            are left out when there is none, unless asked for in `methods`); False for none.
         judge: the classifier behind the semantic metrics: a judge SavedModel path or
             model base (or a judge.LoadedJudge); None for the one shipped for the
             dataset (none: no semantic metrics); False for none.
@@ -563,10 +534,10 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
         the split, or data-driven baselines on a split they were built from; all
         checked before the model or the data are loaded, except the split's size.
     """
-    from tqdm import tqdm
-
     from tf_semantic_inpaint import data
-    from tf_semantic_inpaint.inpaint import LocalModel, inpaint_batch
+    from tf_semantic_inpaint.inpaint import inpaint_batch
+    from tf_semantic_inpaint.local import LocalModel
+    from tf_semantic_inpaint.progress import Progress
 
     started = time.perf_counter()
     masks = check_masks(masks)
@@ -596,6 +567,11 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
     if not hasattr(model, "search"):
         model = LocalModel(model)
     settings = settings or getattr(model, "defaults", None)
+    if settings is not None and hasattr(model, "limits"):  # one search call must fit the model's limits
+        per_image = settings.restarts * max(settings.iterations, 1)
+        batch_size = max(1, min(batch_size, model.limits.max_batch,
+                                model.limits.max_candidates // settings.restarts,
+                                model.limits.max_candidate_steps // per_image))
     resolution, channels = model.resolution, model.channels
     if context_encoder is not None and (context_encoder.resolution, context_encoder.channels) != (
             resolution, channels):
@@ -626,8 +602,7 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
     shown = {}
     keep = max(1, min(examples, n))
     batches = range(0, n, batch_size)
-    bar = tqdm(total=len(masks) * len(batches), unit="batch", desc="evaluate",
-               disable=None if progress else True)
+    bar = Progress(len(masks) * len(batches), "evaluate", unit="batch", enabled=progress)
     for kind in masks:
         all_masks = np.stack([make_mask(kind, resolution, resolution, seed * MASK_SEED_STRIDE + i)
                               for i in range(n)])
@@ -638,9 +613,9 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
             given = original * mask
             outputs = {}
             if any(m in methods for m in OURS):
-                bar.set_postfix_str(f"{kind}: latent search")
-                report = lambda done, total, kind=kind: bar.set_postfix_str(
-                    f"{kind}: latent search {done}/{total}")
+                step = bar.done
+                report = lambda done, total, losses, kind=kind, step=step: bar.update(
+                    step, f"{kind}: latent search {done}/{total}")
                 clock = time.perf_counter()
                 results = inpaint_batch(list(given), list(mask), model, settings,
                                         blend="ours_blend" in methods, progress=report)
@@ -650,13 +625,14 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
                         outputs[name] = np.stack([getattr(r, attribute) for r in results])
                         seconds[name] += spent
             if context_encoder is not None:
-                bar.set_postfix_str(f"{kind}: context encoder")
+                bar.update(bar.done, f"{kind}: context encoder")
                 clock = time.perf_counter()
-                outputs[CONTEXT_ENCODER] = _checked_output(
-                    CONTEXT_ENCODER, context_encoder.complete(given, mask), given)
+                # The same path as the latent search's: PNGs through the exported contract.
+                results = inpaint_batch(list(given), list(mask), context_encoder, blend=False)
+                outputs[CONTEXT_ENCODER] = np.stack([r.completed for r in results])
                 seconds[CONTEXT_ENCODER] += time.perf_counter() - clock
             for name, fn in runners.items():
-                bar.set_postfix_str(f"{kind}: {name}")
+                bar.update(bar.done, f"{kind}: {name}")
                 clock = time.perf_counter()
                 outputs[name] = np.stack([_checked_output(name, fn(g, m), g) for g, m in zip(given, mask)])
                 seconds[name] += time.perf_counter() - clock
@@ -678,7 +654,7 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
                     example[key] = _joined(example.get(key), value[:take].astype(np.float32))
                 for name in methods:
                     example["outputs"][name] = _joined(example["outputs"].get(name), outputs[name][:take])
-            bar.update(1)
+            bar.update(bar.done + 1)
     bar.close()
 
     scores = {
@@ -690,7 +666,8 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
         dataset=dataset, split=split, n=n, resolution=resolution, channels=channels,
         model_path=_shown_path(getattr(model, "path", None)) or getattr(model, "url", None),
         model_card=getattr(model, "card", {}) or {},
-        settings=dataclasses.asdict(settings) if settings is not None else None,
+        settings=({**dataclasses.asdict(settings), **(getattr(model, "card", {}) or {}).get("search_fixed", {})}
+                  if settings is not None else None),
         seed=seed, masks=masks, methods=methods, scores=scores, seconds=seconds,
         examples=shown, channel_note=_channel_note(dataset, channels), train_images=train_info,
         context_encoder=(None if context_encoder is None else
@@ -710,41 +687,13 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
 _MASKED, _UNCORRUPTED = "masked input", "uncorrupted"
 
 
-class CompletionModel:
-    """An exported SavedModel with the `inpaint` contract, as a batch method.
-
-    Args:
-        path: a SavedModel directory or model base (newest version).
-
-    `complete(images, masks)`: images float32 [b, R, R, C] in [0, 1], masks float32
-    [b, R, R, 1] (1 = known) -> the `completed` output, float32 [b, R, R, C] in [0, 1].
-    """
-
-    def __init__(self, path):
-        import tensorflow as tf
-
-        from tf_semantic_inpaint.export import read_card
-        from tf_semantic_inpaint.inpaint import ModelError, resolve_model_dir
-
-        self.path = resolve_model_dir(path)
-        try:
-            self._inpaint = tf.saved_model.load(self.path).signatures["inpaint"]
-        except (KeyError, OSError, ValueError, tf.errors.OpError) as error:
-            raise ModelError(f"{self.path} is not a SavedModel with an `inpaint` signature: {error}") from None
-        _, self.resolution, _, self.channels = self._inpaint.structured_input_signature[1]["images"].shape
-        self.card = read_card(self.path)
-
-    def complete(self, images, masks):
-        import tensorflow as tf
-
-        out = self._inpaint(images=tf.constant(images, tf.float32), masks=tf.constant(masks, tf.float32))
-        return out["completed"].numpy()
-
-
 def _context_encoder(context_encoder, dataset):
-    """The context encoder as a CompletionModel-like object, or None (see `evaluate`)."""
+    """The context encoder's model (a LocalModel, or the caller's model object), or None.
+
+    See `evaluate`; a SavedModel whose card names another model kind is refused.
+    """
     from tf_semantic_inpaint import data
-    from tf_semantic_inpaint.inpaint import ModelError, shipped_model_dir
+    from tf_semantic_inpaint.local import LocalModel, shipped_model_dir
 
     if context_encoder is False:
         return None
@@ -753,9 +702,14 @@ def _context_encoder(context_encoder, dataset):
             return None
         try:
             context_encoder = shipped_model_dir(f"{dataset}_context_encoder")
-        except ModelError:
+        except InpaintError:
             return None
-    return context_encoder if hasattr(context_encoder, "complete") else CompletionModel(context_encoder)
+    model = context_encoder if hasattr(context_encoder, "search") else LocalModel(context_encoder)
+    kind = (getattr(model, "card", None) or {}).get("model")
+    if kind != "context-encoder":
+        raise EvaluationError(f"{getattr(model, 'path', model)} is a {kind or 'unknown'} model, not a context "
+                              "encoder; pass one exported from a `tfinpaint train --model context-encoder` run.")
+    return model
 
 
 def _judge(judge, dataset):
@@ -797,17 +751,14 @@ class _Semantics:
         self.logits, self.features = {}, {}
 
     def _view(self, images):
-        """Images at the judge's resolution and channels (resized and converted if the model's differ)."""
-        import tensorflow as tf
+        """Images at the judge's resolution and channels, prepared as the models' inputs are."""
+        from tf_semantic_inpaint import preprocess
 
-        from tf_semantic_inpaint.images import to_channels
-
-        if images.shape[1] != self.judge.resolution:
-            size = (self.judge.resolution, self.judge.resolution)
-            images = np.clip(tf.image.resize(images, size, antialias=True).numpy(), 0.0, 1.0)
-        if images.shape[-1] != self.judge.channels:
-            images = np.stack([to_channels(image, self.judge.channels) for image in images])
-        return images
+        if images.shape[1:] == (self.judge.resolution, self.judge.resolution, self.judge.channels):
+            return images
+        converted = preprocess.convert_channels(preprocess.resize_to(images, self.judge.resolution),
+                                                self.judge.channels)
+        return np.clip(converted.numpy(), 0.0, 1.0)
 
     def add(self, method, kind, images):
         """Judge `images`, the next batch of outputs of `method` on mask `kind`, in image order."""

@@ -1,23 +1,35 @@
-"""One SavedModel for TF Serving: G, D and the latent search with its defaults baked in.
+"""One SavedModel for TF Serving: a completion model wrapped in the public contract.
 
 Layout (TF Serving's): BASE/<integer version>/{saved_model.pb, variables/,
-model_card.json}. Signatures, a public contract (images in [0, 1], masks with
-1 = known pixel):
+model_card.json}. The contract, the same for every completion model (images in
+[0, 1], masks M with 1 = known pixel):
 
-    inpaint, serving_default   images [b,H,W,C], masks [b,H,W,1] ->
-                               completed, generated [b,H,W,C], z [b,z_dim],
+    inpaint, serving_default   images [b,R,R,C], masks [b,R,R,1] ->
+                               completed, generated [b,R,R,C], z [b,z_dim],
                                context_loss, prior_loss [b]
     inpaint_with_settings      the same plus scalars iterations, lam,
                                learning_rate, restarts, seed
-    inpaint_png                image_png, mask_png (PNG bytes [b], any size,
-                               mask white = missing) -> completed_png_bytes,
-                               generated_png_bytes
-    generate                   z [b,z_dim] -> images [b,H,W,C] in [0, 1]
-    discriminate               images [b,H,W,C] in [0, 1] -> logits [b]
+    inpaint_png                image_png, mask_png (PNG bytes [b], any size and
+                               channels, 8 or 16 bit; mask white = missing) ->
+                               completed_png_bytes, generated_png_bytes (the
+                               input's size, channels and bit depth), z,
+                               context_loss, prior_loss
+    inpaint_png_with_settings  the same plus the scalar settings
+    limits                     no inputs -> the limits and defaults below
+    generate                   z [b,z_dim] -> images [b,R,R,C] in [0, 1]
+    discriminate               images [b,R,R,C] in [0, 1] -> logits [b]
 
-Besides the signatures, the SavedModel carries `search_start`, `search_steps`
-and `search_finish`: the same search in pieces, which the library calls to show
-progress (TF2 loading only; TF Serving sees just the signatures).
+Every request is checked in the graph BEFORE anything it sizes is allocated: batch,
+restarts, iterations, batch x restarts, their product, the pixels each PNG header
+declares (a 20000x20000 PNG is 400 KB but 4.8 GB decoded), finite values in range,
+PNG signatures. A refused request is an InvalidArgument naming the input, its value
+and the limit (contract.Limits); the process keeps serving.
+
+Besides the signatures, the SavedModel carries the same search in pieces for the
+library's progress bars (TF2 loading only; TF Serving sees the signatures):
+`search_start` / `png_start` -> carry, `search_steps` (carry -> carry, losses),
+`search_finish` / `png_finish` -> the signatures' outputs. local.LocalModel strings
+them together.
 
 The exported module holds the raw tf.Variables rather than the Keras models: TF
 Serving restores variables the TF1 way, and that fails for Keras models held as
@@ -28,189 +40,382 @@ import dataclasses
 import datetime
 import json
 import os
-import re
 import shutil
+import socket
 import tempfile
 
 import keras
 import tensorflow as tf
 
+from tf_semantic_inpaint import preprocess
+from tf_semantic_inpaint.contract import Limits, SearchSettings, over_limit, versions
 from tf_semantic_inpaint.errors import InpaintError
-from tf_semantic_inpaint.search import LatentSearch, SearchSettings
+from tf_semantic_inpaint.search import WINDOW, LatentSearch, check_fixed
 
 CARD_NAME = "model_card.json"
+SETTING_NAMES = ("iterations", "lam", "learning_rate", "restarts", "seed")
 
 
-class ExportError(InpaintError):
-    """The run cannot be exported or the target version exists."""
+# --- Checks inside the graph -------------------------------------------------------------
 
 
-def _binary(masks):
-    """Masks thresholded at 0.5, so callers may send any float in [0, 1]."""
-    return tf.cast(masks >= 0.5, tf.float32)
+def _refuse_unless(condition, template, *values):
+    """An Assert whose message is `template` formatted with tensor values ({} placeholders)."""
+    return tf.debugging.Assert(condition, [tf.strings.format(template, values)])
+
+
+def _gated(checks, *tensors):
+    """`tensors` made to wait for `checks`: graph optimisers may otherwise run work first."""
+    with tf.control_dependencies(checks):
+        return tuple(tf.identity(t) for t in tensors)
+
+
+def check_settings(limits, batch, iterations, lam, learning_rate, restarts):
+    """Asserts of the per-request settings against `limits` (ints are int32, floats float32)."""
+    batch, restarts_64, iterations_64 = (tf.cast(x, tf.int64) for x in (batch, restarts, iterations))
+    checks = [
+        _refuse_unless(iterations >= 0, "iterations must be >= 0, got {}.", iterations),
+        _refuse_unless(restarts >= 1, "restarts must be >= 1, got {}.", restarts),
+        _refuse_unless(tf.math.is_finite(learning_rate) & (learning_rate > 0),
+                       "learning_rate must be a finite number > 0, got {}.", learning_rate),
+        _refuse_unless(tf.math.is_finite(lam) & (lam >= 0), "lam must be a finite number >= 0, got {}.", lam),
+    ]
+    for name, value, limit in (("iterations", iterations_64, limits.max_iterations),
+                               ("restarts", restarts_64, limits.max_restarts),
+                               ("batch", batch, limits.max_batch),
+                               ("batch x restarts", batch * restarts_64, limits.max_candidates),
+                               ("batch x restarts x iterations", batch * restarts_64 * iterations_64,
+                                limits.max_candidate_steps)):
+        checks.append(_refuse_unless(value <= limit, over_limit(name, "{}", limit), value))
+    return checks
+
+
+def check_images(images, masks):
+    """Asserts that images and masks agree in batch size and hold finite values in [0, 1]."""
+    checks = [
+        _refuse_unless(tf.shape(images)[0] == tf.shape(masks)[0],
+                       "images and masks must have the same batch size, got {} and {}.",
+                       tf.shape(images)[0], tf.shape(masks)[0]),
+    ]
+    for name, x in (("images", images), ("masks", masks)):
+        ok = tf.reduce_all(tf.math.is_finite(x) & (x >= 0.0) & (x <= 1.0))
+        checks.append(_refuse_unless(
+            ok, name + " must hold finite values in [0, 1]; got values from {} to {}.",
+            tf.reduce_min(x), tf.reduce_max(x)))
+    return checks
+
+
+def check_pngs(limits, image_png, mask_png):
+    """Asserts on the PNG headers: PNG files of matching, bounded sizes (nothing decoded)."""
+    image, mask = preprocess.png_header(image_png), preprocess.png_header(mask_png)
+    pixels = image["width"] * image["height"]
+    checks = [
+        _refuse_unless(tf.size(image_png) == tf.size(mask_png),
+                       "image_png and mask_png must have the same length, got {} and {}.",
+                       tf.size(image_png), tf.size(mask_png)),
+    ]
+    for name, pngs, header in (("image_png", image_png, image), ("mask_png", mask_png, mask)):
+        # The first non-PNG (index b, past the end, when all are PNGs: no reduction of an empty batch).
+        bad = tf.argmin(tf.cast(tf.concat([header["is_png"], [False]], 0), tf.int32), output_type=tf.int32)
+        # Bytes as numbers: raw bytes would make the error message invalid UTF-8.
+        start = tf.io.decode_raw(tf.strings.substr(tf.gather(
+            tf.strings.join([tf.concat([pngs, [""]], 0), "\0\0\0\0"]), bad), 0, 4), tf.uint8)
+        checks.append(_refuse_unless(
+            tf.reduce_all(header["is_png"]),
+            name + "[{}] is not a PNG file (its first bytes are {}, a JPEG starts with 255 216); send "
+            "PNG bytes, converting other formats first.", bad, start))
+    with tf.control_dependencies(checks[1:]):  # sizes are only meaningful for real PNGs
+        largest = tf.reduce_max(tf.concat([pixels, [0]], 0))
+        checks += [
+            _refuse_unless(largest <= limits.max_image_pixels,
+                           "image_png holds an image of {} pixels, over the limit of "
+                           f"{limits.max_image_pixels} per image of this model; send smaller images.", largest),
+            _refuse_unless(tf.reduce_sum(pixels) <= limits.max_request_pixels,
+                           "the PNGs of the request hold {} pixels in all, over the limit of "
+                           f"{limits.max_request_pixels} of this model; send fewer or smaller images.",
+                           tf.reduce_sum(pixels)),
+        ]
+        same = (image["width"] == mask["width"]) & (image["height"] == mask["height"])
+        bad = tf.argmin(tf.cast(tf.concat([same, [False]], 0), tf.int32), output_type=tf.int32)
+        size = lambda header, key: tf.gather(tf.concat([header[key], [0]], 0), bad)  # noqa: E731
+        checks.append(_refuse_unless(
+            tf.reduce_all(same), "mask_png[{}] is {}x{} but image_png[{}] is {}x{} (width x height); make each "
+            "mask the size of its image.", bad, size(mask, "width"), size(mask, "height"), bad,
+            size(image, "width"), size(image, "height")))
+    return checks
+
+
+# --- What the SavedModel runs --------------------------------------------------------------
+
+
+class SearchCompleter:
+    """The latent search over G and D: the completion model of a DCGAN export.
+
+    The contract calls it in three steps, so the same graph runs whole (signatures)
+    or in chunks (the library's progress bars):
+
+        carry = start(images, masks, restarts, seed)        images in [-1, 1], M in {0, 1}
+        carry = steps(carry, iterations, lam, learning_rate)
+        result = finish(carry, lam, restarts)                dict: generated in [-1, 1],
+                                                             z, context_loss, prior_loss
+    """
+
+    kind = "dcgan"
+
+    def __init__(self, generator, discriminator, window=WINDOW, prior="paper"):
+        self.generator, self.discriminator = generator, discriminator
+        self.search = LatentSearch(generator, discriminator, window=window, prior=prior)
+        self.resolution, self.channels = generator.resolution, generator.channels
+        self.z_dim = generator.z_dim
+        # Raw tf.Variables: what both the TF2 and the TF1 (TF Serving) loaders restore.
+        self.variables = [v.value for v in generator.weights + discriminator.weights]
+        self.fixed = {"window": window, "prior": prior}
+
+    def carry_spec(self):
+        res, ch, z = self.resolution, self.channels, self.z_dim
+        vector = tf.TensorSpec([None, z], tf.float32)
+        state = (vector, vector, vector, tf.TensorSpec([], tf.int32), vector, tf.TensorSpec([None], tf.float32))
+        return (tf.TensorSpec([None, res, res, ch], tf.float32), tf.TensorSpec([None, res, res, 1], tf.float32),
+                state)
+
+    def start(self, images, masks, restarts, seed):
+        return self.search.prepare(images, masks, restarts, seed)
+
+    def steps(self, carry, iterations, lam, learning_rate, record_history=False):
+        tiled, weights, state = carry
+        out = self.search.adam_steps(state, tiled, weights, iterations, lam, learning_rate, record_history)
+        if record_history:
+            return (tiled, weights, out[0]), out[1]
+        return tiled, weights, out
+
+    def finish(self, carry, lam, restarts):
+        tiled, weights, state = carry
+        result = self.search.select_best(state, tiled, weights, lam, restarts)
+        return {key: result[key] for key in ("generated", "z", "context_loss", "prior_loss")}
+
+    def extra_functions(self):
+        """generate and discriminate, in the contract's [0, 1] image space."""
+        res, ch, z_dim = self.resolution, self.channels, self.z_dim
+        images_spec = tf.TensorSpec([None, res, res, ch], tf.float32)
+
+        def generate(z):
+            return {"images": preprocess.to_unit_range(self.generator(z, training=False))}
+
+        def discriminate(images):
+            logits = self.discriminator(preprocess.to_model_range(images), training=False)
+            return {"logits": tf.reshape(logits, [-1])}
+
+        return {
+            "generate": tf.function(generate, input_signature=[tf.TensorSpec([None, z_dim], tf.float32)]),
+            "discriminate": tf.function(discriminate, input_signature=[images_spec]),
+        }
 
 
 class InpaintingModule(tf.Module):
-    """What the SavedModel holds: G's and D's variables and the serving functions.
+    """What the SavedModel holds: a completer's variables and the contract's functions.
 
     Args:
-        generator, discriminator: the trained Keras models.
-        settings: the `SearchSettings` baked into `inpaint` and `inpaint_png`.
+        completer: the completion model (a SearchCompleter for a DCGAN).
+        settings: the SearchSettings baked into `inpaint` and `inpaint_png`.
+        limits: the contract.Limits every request is checked against.
     """
 
-    def __init__(self, generator, discriminator, settings=SearchSettings()):
+    def __init__(self, completer, settings=SearchSettings(), limits=None):
         super().__init__(name="semantic_inpainting")
-        # Raw tf.Variables: what both the TF2 and the TF1 (TF Serving) loaders restore.
-        self.model_variables = [v.value for v in generator.weights + discriminator.weights]
-        res, ch, z_dim = generator.resolution, generator.channels, generator.z_dim
-        search = LatentSearch(generator, discriminator, window=settings.window, prior=settings.prior)
-
+        self.completer = completer
+        self.model_variables = completer.variables
+        self.settings = settings
+        self.limits = limits or Limits.for_resolution(completer.resolution)
+        res, ch = completer.resolution, completer.channels
+        scalar = lambda dtype: tf.TensorSpec([], dtype)  # noqa: E731
         images_spec = tf.TensorSpec([None, res, res, ch], tf.float32)
         masks_spec = tf.TensorSpec([None, res, res, 1], tf.float32)
-        scalar = lambda dtype: tf.TensorSpec([], dtype)  # noqa: E731
-        defaults = dict(
-            iterations=tf.constant(settings.iterations),
-            lam=tf.constant(settings.lam, tf.float32),
-            learning_rate=tf.constant(settings.learning_rate, tf.float32),
-            restarts=tf.constant(settings.restarts),
-            seed=tf.constant(settings.seed),
-        )
+        pngs_spec = tf.TensorSpec([None], tf.string)
+        settings_spec = [scalar(tf.int32), scalar(tf.float32), scalar(tf.float32), scalar(tf.int32),
+                         scalar(tf.int32)]  # iterations, lam, learning_rate, restarts, seed
 
-        def inpaint_with_settings(images, masks, iterations, lam, learning_rate, restarts, seed):
-            same_batch = tf.debugging.assert_equal(
-                tf.shape(images)[0], tf.shape(masks)[0],
-                message="images and masks must have the same batch size",
-            )
-            with tf.control_dependencies([same_batch]):  # before anything mixes the two
-                masks = _binary(masks)
-            result = search.search(images * 2.0 - 1.0, masks, iterations, lam, learning_rate, restarts, seed)
-            generated = tf.clip_by_value(result["generated"] * 0.5 + 0.5, 0.0, 1.0)
-            return {
-                "completed": masks * images + (1.0 - masks) * generated,
-                "generated": generated,
-                "z": result["z"],
-                "context_loss": result["context_loss"],
-                "prior_loss": result["prior_loss"],
-            }
+        def defaults():
+            return dict(iterations=tf.constant(settings.iterations), lam=tf.constant(settings.lam),
+                        learning_rate=tf.constant(settings.learning_rate),
+                        restarts=tf.constant(settings.restarts), seed=tf.constant(settings.seed))
 
+        # Argument names are the signatures' input names. The default-settings signatures
+        # call the others, and those one traced search: each graph is traced once.
         def inpaint(images, masks):
-            return inpaint_with_settings(images, masks, **defaults)
+            return self.inpaint_with_settings(images, masks, **defaults())
 
         def inpaint_png(image_png, mask_png):
-            def decode(png, mask_bytes):
-                """An image [H, W, ch] in [0, 1] and its known-pixel mask [H, W, 1] from PNG bytes."""
-                image = tf.image.convert_image_dtype(
-                    tf.io.decode_png(png, channels=ch, dtype=tf.uint16), tf.float32
-                )
-                mask = tf.image.convert_image_dtype(
-                    tf.io.decode_png(mask_bytes, channels=1, dtype=tf.uint16), tf.float32
-                )
-                same_size = tf.debugging.assert_equal(
-                    tf.shape(image)[:2], tf.shape(mask)[:2],
-                    message="mask_png and image_png differ in size",
-                )
-                # An explicit dependency: graph optimisers may otherwise run the maths first.
-                with tf.control_dependencies([same_size]):
-                    return tf.identity(image), tf.cast(mask < 0.5, tf.float32)  # white = missing
+            return self.inpaint_png_with_settings(image_png, mask_png, **defaults())
 
-            def to_model(pngs):
-                image, known = decode(*pngs)
-                small_known = tf.image.resize(known, (res, res), antialias=True)
-                # A low-resolution pixel is known only if every pixel under it is.
-                small_known = tf.cast(small_known >= 0.999, tf.float32)
-                small = tf.image.resize(image, (res, res), antialias=True)
-                return small, small_known
-
-            small, small_known = tf.map_fn(
-                to_model, (image_png, mask_png),
-                fn_output_signature=(tf.TensorSpec([res, res, ch], tf.float32),
-                                     tf.TensorSpec([res, res, 1], tf.float32)),
-            )
-            result = inpaint(tf.clip_by_value(small, 0.0, 1.0), small_known)
-
-            def to_png(args):
-                png, mask_bytes, generated = args
-                image, known = decode(png, mask_bytes)
-                big = tf.clip_by_value(
-                    tf.image.resize(generated, tf.shape(image)[:2], method="bicubic"), 0.0, 1.0
-                )
-                completed = known * image + (1.0 - known) * big
-                encode = lambda x: tf.io.encode_png(tf.image.convert_image_dtype(x, tf.uint8, saturate=True))  # noqa: E731
-                return encode(completed), encode(big)
-
-            completed_png, generated_png = tf.map_fn(
-                to_png, (image_png, mask_png, result["generated"]),
-                fn_output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)),
-            )
-            return {"completed_png_bytes": completed_png, "generated_png_bytes": generated_png}
-
-        def generate(z):
-            return {"images": tf.clip_by_value(generator(z, training=False) * 0.5 + 0.5, 0.0, 1.0)}
-
-        def discriminate(images):
-            return {"logits": tf.reshape(discriminator(images * 2.0 - 1.0, training=False), [-1])}
-
-        self.inpaint = tf.function(inpaint, input_signature=[images_spec, masks_spec])
+        self._search = tf.function(self._search_fn, input_signature=[images_spec, masks_spec, *settings_spec])
         self.inpaint_with_settings = tf.function(
-            inpaint_with_settings,
-            input_signature=[images_spec, masks_spec, scalar(tf.int32), scalar(tf.float32),
-                             scalar(tf.float32), scalar(tf.int32), scalar(tf.int32)],
-        )
-        self.inpaint_png = tf.function(
-            inpaint_png, input_signature=[tf.TensorSpec([None], tf.string)] * 2
-        )
-        self.generate = tf.function(generate, input_signature=[tf.TensorSpec([None, z_dim], tf.float32)])
-        self.discriminate = tf.function(discriminate, input_signature=[images_spec])
+            self._inpaint, input_signature=[images_spec, masks_spec, *settings_spec])
+        self.inpaint = tf.function(inpaint, input_signature=[images_spec, masks_spec])
+        self.inpaint_png_with_settings = tf.function(
+            self._inpaint_png, input_signature=[pngs_spec, pngs_spec, *settings_spec])
+        self.inpaint_png = tf.function(inpaint_png, input_signature=[pngs_spec, pngs_spec])
+        self.limits_function = tf.function(self._limits, input_signature=[])
+        for name, fn in completer.extra_functions().items():
+            setattr(self, name, fn)
+        self._extra = sorted(completer.extra_functions())
 
-        # The search in pieces (state in, state out) for progress bars in the library.
-        n_images = tf.TensorSpec([None, res, res, ch], tf.float32)
-        n_weights = tf.TensorSpec([None, res, res, 1], tf.float32)
-        z_spec = tf.TensorSpec([None, z_dim], tf.float32)
-        self.search_start = tf.function(
-            lambda images, masks, restarts, seed: search.prepare(
-                images * 2.0 - 1.0, _binary(masks), restarts, seed
-            ),
-            input_signature=[images_spec, masks_spec, scalar(tf.int32), scalar(tf.int32)],
-        )
-        state_spec = (z_spec, z_spec, z_spec, scalar(tf.int32), z_spec, tf.TensorSpec([None], tf.float32))
+        # The same search in pieces (carry in, carry out), for the library's progress bars.
+        carry = completer.carry_spec()
+        self.search_start = tf.function(self._search_start, input_signature=[images_spec, masks_spec, *settings_spec])
+        self.png_start = tf.function(self._png_start, input_signature=[pngs_spec, pngs_spec, *settings_spec])
         self.search_steps = tf.function(
-            lambda state, images, weights, iterations, lam, learning_rate: search.adam_steps(
-                state, images, weights, iterations, lam, learning_rate
-            ),
-            input_signature=[state_spec, n_images, n_weights, scalar(tf.int32), scalar(tf.float32),
-                             scalar(tf.float32)],
-        )
-
-        def search_finish(state, images, weights, lam, restarts):
-            result = search.select_best(state, images, weights, lam, restarts)
-            result["generated"] = tf.clip_by_value(result["generated"] * 0.5 + 0.5, 0.0, 1.0)
-            return result
-
+            self._search_steps, input_signature=[carry, scalar(tf.int32), scalar(tf.float32), scalar(tf.float32)])
         self.search_finish = tf.function(
-            search_finish,
-            input_signature=[state_spec, n_images, n_weights, scalar(tf.float32), scalar(tf.int32)],
-        )
+            self._search_finish, input_signature=[carry, images_spec, masks_spec, scalar(tf.float32), scalar(tf.int32)])
+        self.png_finish = tf.function(
+            self._png_finish, input_signature=[carry, pngs_spec, pngs_spec, scalar(tf.float32), scalar(tf.int32)])
+
+    # -- the pieces ----------------------------------------------------------------------
+
+    def _checked_arrays(self, images, masks, iterations, lam, learning_rate, restarts):
+        checks = check_images(images, masks) + check_settings(
+            self.limits, tf.shape(images)[0], iterations, lam, learning_rate, restarts)
+        images, masks, iterations, restarts = _gated(checks, images, masks, iterations, restarts)
+        return images, preprocess.binary_known(masks), iterations, restarts
+
+    def _start(self, images, known, restarts, seed):
+        return self.completer.start(preprocess.to_model_range(images), known, restarts, seed)
+
+    def _outputs(self, result, images, known):
+        """The completer's result in the contract's [0, 1], composited at the model's size."""
+        generated = preprocess.to_unit_range(result["generated"])
+        return {"completed": known * images + (1.0 - known) * generated, "generated": generated,
+                "z": result["z"], "context_loss": result["context_loss"], "prior_loss": result["prior_loss"]}
+
+    def _png_model_inputs(self, image_png, mask_png, iterations, lam, learning_rate, restarts):
+        """Checked PNGs -> the model's (images, known), one image at a time, at the model's size."""
+        checks = check_pngs(self.limits, image_png, mask_png) + check_settings(
+            self.limits, tf.size(image_png), iterations, lam, learning_rate, restarts)
+        image_png, mask_png, iterations, restarts = _gated(checks, image_png, mask_png, iterations, restarts)
+        res, ch = self.completer.resolution, self.completer.channels
+
+        def one(pngs):
+            image, known = preprocess.decode_png(pngs[0]), preprocess.decode_mask_png(pngs[1])
+            small, small_known = preprocess.to_model_inputs(image[tf.newaxis], known[tf.newaxis], res, ch)
+            return small[0], small_known[0]
+
+        # One image decoded at a time: memory stays at one image's, whatever the batch.
+        images, known = tf.map_fn(
+            one, (image_png, mask_png), parallel_iterations=1,
+            fn_output_signature=(tf.TensorSpec([res, res, ch], tf.float32), tf.TensorSpec([res, res, 1], tf.float32)))
+        # The checked PNGs too: a lowered while loop may decode them again before the search ends.
+        return images, known, iterations, restarts, image_png, mask_png
+
+    def _png_outputs(self, result, image_png, mask_png):
+        """G(z*) back at each input's size, channels (alpha kept) and bit depth, as PNG bytes."""
+        generated = preprocess.to_unit_range(result["generated"])
+        depth = preprocess.png_header(image_png)["bit_depth"]
+
+        def one(args):
+            png, mask_bytes, small, bit_depth = args
+            image, known = preprocess.decode_png(png), preprocess.decode_mask_png(mask_bytes)
+            colour, alpha = preprocess.colour_channels(image)
+            shape = tf.shape(colour)
+            big = preprocess.from_model_output(small, shape[0], shape[1], shape[2])
+            completed = tf.concat([known * colour + (1.0 - known) * big, alpha], axis=-1)
+            return (preprocess.encode_png(completed, bit_depth),
+                    preprocess.encode_png(tf.concat([big, alpha], axis=-1), bit_depth))
+
+        completed, generated = tf.map_fn(
+            one, (image_png, mask_png, generated, depth), parallel_iterations=1,
+            fn_output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)))
+        return {"completed_png_bytes": completed, "generated_png_bytes": generated,
+                "z": result["z"], "context_loss": result["context_loss"], "prior_loss": result["prior_loss"]}
+
+    # -- the signatures ---------------------------------------------------------------------
+
+    def _search_fn(self, images, known, iterations, lam, learning_rate, restarts, seed):
+        """The whole completion of checked inputs at the model's size (images in [0, 1], known M)."""
+        carry = self.completer.steps(self._start(images, known, restarts, seed), iterations, lam, learning_rate)
+        return self.completer.finish(carry, lam, restarts)
+
+    def _inpaint(self, images, masks, iterations, lam, learning_rate, restarts, seed):
+        images, known, iterations, restarts = self._checked_arrays(
+            images, masks, iterations, lam, learning_rate, restarts)
+        result = self._search(images, known, iterations, lam, learning_rate, restarts, seed)
+        return self._outputs(result, images, known)
+
+    def _inpaint_png(self, image_png, mask_png, iterations, lam, learning_rate, restarts, seed):
+        images, known, iterations, restarts, image_png, mask_png = self._png_model_inputs(
+            image_png, mask_png, iterations, lam, learning_rate, restarts)
+        result = self._search(images, known, iterations, lam, learning_rate, restarts, seed)
+        return self._png_outputs(result, image_png, mask_png)
+
+    def _limits(self):
+        values = dataclasses.asdict(self.limits)
+        values.update({f"default_{k}": v for k, v in dataclasses.asdict(self.settings).items()})
+        return {k: tf.constant(v, tf.float32 if isinstance(v, float) else tf.int32) for k, v in values.items()}
+
+    # -- in chunks, for the library ---------------------------------------------------------
+
+    def _search_start(self, images, masks, iterations, lam, learning_rate, restarts, seed):
+        """Checks the whole planned search (all its iterations), then returns the carry."""
+        images, known, _, restarts = self._checked_arrays(images, masks, iterations, lam, learning_rate, restarts)
+        return self._start(images, known, restarts, seed)
+
+    def _png_start(self, image_png, mask_png, iterations, lam, learning_rate, restarts, seed):
+        images, known, _, restarts, _, _ = self._png_model_inputs(
+            image_png, mask_png, iterations, lam, learning_rate, restarts)
+        return self._start(images, known, restarts, seed)
+
+    def _search_steps(self, carry, iterations, lam, learning_rate):
+        """`iterations` more steps and their losses [iterations, candidates] (bounded by the limits)."""
+        candidates = tf.shape(tf.nest.flatten(carry)[0])[0]
+        checks = [_refuse_unless((iterations >= 0) & (iterations <= self.limits.max_iterations),
+                                 f"iterations must be in 0..{self.limits.max_iterations}, got {{}}.", iterations),
+                  _refuse_unless(candidates <= self.limits.max_candidates,
+                                 over_limit("batch x restarts", "{}", self.limits.max_candidates), candidates)]
+        (iterations,) = _gated(checks, iterations)
+        return self.completer.steps(carry, iterations, lam, learning_rate, record_history=True)
+
+    def _search_finish(self, carry, images, masks, lam, restarts):
+        return self._outputs(self.completer.finish(carry, lam, restarts), images, preprocess.binary_known(masks))
+
+    def _png_finish(self, carry, image_png, mask_png, lam, restarts):
+        image_png, mask_png = _gated(check_pngs(self.limits, image_png, mask_png), image_png, mask_png)
+        return self._png_outputs(self.completer.finish(carry, lam, restarts), image_png, mask_png)
 
     def signatures(self):
         """The serving signatures; `inpaint` is also `serving_default`."""
-        return {
-            "serving_default": self.inpaint.get_concrete_function(),
-            "inpaint": self.inpaint.get_concrete_function(),
-            "inpaint_with_settings": self.inpaint_with_settings.get_concrete_function(),
-            "inpaint_png": self.inpaint_png.get_concrete_function(),
-            "generate": self.generate.get_concrete_function(),
-            "discriminate": self.discriminate.get_concrete_function(),
+        functions = {
+            "serving_default": self.inpaint, "inpaint": self.inpaint,
+            "inpaint_with_settings": self.inpaint_with_settings, "inpaint_png": self.inpaint_png,
+            "inpaint_png_with_settings": self.inpaint_png_with_settings, "limits": self.limits_function,
+            **{name: getattr(self, name) for name in self._extra},
         }
+        return {name: fn.get_concrete_function() for name, fn in functions.items()}
+
+    def card(self):
+        """The contract part of the model card: shape, settings, limits, signatures."""
+        return {
+            "model": self.completer.kind,
+            "resolution": self.completer.resolution,
+            "channels": self.completer.channels,
+            "z_dim": self.completer.z_dim,
+            "search_defaults": dataclasses.asdict(self.settings),
+            "search_fixed": self.completer.fixed,
+            "limits": dataclasses.asdict(self.limits),
+            "signatures": sorted(self.signatures()),
+        }
+
+
+# --- Export of a training run ---------------------------------------------------------------
 
 
 def load_trained_models(run_dir):
     """(generator, discriminator, run config) of a training run.
 
     Uses the final generator.keras / discriminator.keras, or the newest checkpoint
-    when training stopped early.
+    when training stopped early. For a context-encoder run the "generator" is F.
     """
-    from tf_semantic_inpaint import train as training  # noqa: F401  (registers classes)
-    from tf_semantic_inpaint.models import Discriminator, Generator  # noqa: F401
+    from tf_semantic_inpaint import context_encoder  # noqa: F401  (registers ContextEncoder)
+    from tf_semantic_inpaint import train as training
+    from tf_semantic_inpaint.models import Discriminator, Generator  # noqa: F401  (registers classes)
 
     config = training.load_run_config(run_dir)
     final = [os.path.join(run_dir, f"{n}.keras") for n in ("generator", "discriminator")]
@@ -223,47 +428,66 @@ def load_trained_models(run_dir):
     return generator, discriminator, dataclasses.replace(config, epochs=epochs)
 
 
-def versions(base):
-    """The integer versions already in the TF Serving model base directory."""
-    if not os.path.isdir(base):
-        return []
-    return sorted(int(d) for d in os.listdir(base) if re.fullmatch(r"\d+", d))
-
-
-def export(run_dir, base, version=None, force=False, settings=SearchSettings(), notes=None):
+def export(run_dir, base, version=None, force=False, settings=SearchSettings(), window=WINDOW,
+           prior="paper", limits=None, notes=None):
     """Export a training run as BASE/<version>/ for TF Serving; return that path.
+
+    A DCGAN run exports the latent search (SearchCompleter), a context-encoder run
+    Pathak et al.'s network (context_encoder.ContextEncoderCompleter) behind the same
+    contract; a judge run goes to judge.export_judge (its `classify` signature).
 
     Args:
         run_dir: a `tfinpaint train` run directory.
         base: the model base directory (e.g. saved_models/fashion_mnist).
         version: integer version; default one more than the newest present.
         force: replace an existing version.
-        settings: search defaults baked into `inpaint` / `inpaint_png`.
+        settings: per-request search defaults baked into `inpaint` / `inpaint_png`.
+        window, prior: the search's fixed parts (search.LatentSearch).
+        limits: contract.Limits; default Limits.for_resolution(the model's).
         notes: extra fields for the model card (e.g. training time).
 
     The SavedModel is written to a temporary directory beside the target and
     renamed into place, so a failed export leaves nothing behind.
     """
     if not os.path.isdir(run_dir):
-        raise ExportError(f"{run_dir} is not a directory; pass the --out folder of `tfinpaint train`.")
+        raise InpaintError(f"{run_dir} is not a directory; pass the --out folder of `tfinpaint train`.")
+    from tf_semantic_inpaint.train import load_run_config
+
+    if load_run_config(run_dir).model == "judge":  # a classifier, with its own signature
+        from tf_semantic_inpaint.judge import export_judge
+
+        return export_judge(run_dir, base, version=version, force=force, notes=notes)
+    settings.check()
     existing = versions(base)
     version = version if version is not None else (existing[-1] + 1 if existing else 1)
     if version < 1:
-        raise ExportError(f"version must be a positive integer, got {version}.")
+        raise InpaintError(f"version must be a positive integer, got {version}.")
     target = os.path.join(base, str(version))
     if os.path.exists(target) and not force:
-        raise ExportError(f"{target} exists; pass --force to replace it or choose another --version.")
+        raise InpaintError(f"{target} exists; pass --force to replace it or choose another --version.")
+    try:
+        check_fixed(window, prior)  # before any model is loaded
+    except ValueError as error:
+        raise InpaintError(str(error)) from None
     generator, discriminator, config = load_trained_models(run_dir)
     from tf_semantic_inpaint.train import load_sessions
 
     sessions = load_sessions(run_dir)
-    module = InpaintingModule(generator, discriminator, settings)
+    if config.model == "context-encoder":
+        from tf_semantic_inpaint.context_encoder import ContextEncoderCompleter
+
+        completer = ContextEncoderCompleter(generator, window)
+        # No search: the defaults ask for none (other values are accepted and change nothing).
+        settings = dataclasses.replace(settings, iterations=0, restarts=1)
+        notes = {"training_settings": {k: getattr(config, k) for k in (
+            "learning_rate", "known_weight", "adversarial_weight")}, **(notes or {})}
+    else:
+        completer = SearchCompleter(generator, discriminator, window, prior)
+    module = InpaintingModule(completer, settings, limits)
     card = {
-        "format": "tf-semantic-inpaint model card 1",
+        "format": "tf-semantic-inpaint model card 2",
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "resolution": generator.resolution,
-        "channels": generator.channels,
-        "z_dim": generator.z_dim,
+        **module.card(),
         "width": generator.width,
         "dataset": config.dataset,
         "training_command": config.command,
@@ -272,27 +496,79 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
         "seed": config.seed,
         "training_sessions": sessions,
         "training_seconds": round(sum(session["seconds"] for session in sessions), 1),
-        "search_defaults": dataclasses.asdict(settings),
-        "signatures": sorted(module.signatures()),
         **(notes or {}),
     }
     write_savedmodel(module, target, card, force)
     return target
 
 
+# --- Writing, atomically ---------------------------------------------------------------------
+
+_TMP_PREFIX = ".tmp-export-"
+_OLD_PREFIX = ".old-export-"
+
+
+def _scratch_prefix(prefix):
+    """A scratch-folder prefix naming this host and process, so stale ones can be told apart."""
+    return f"{prefix}{socket.gethostname()}-{os.getpid()}-"
+
+
+def remove_stale_scratch(parent):
+    """Delete scratch folders that exports on this host left when killed (their process is gone).
+
+    A folder of a live process, or of another host (a shared file system), is left alone.
+    """
+    if not os.path.isdir(parent):
+        return []
+    removed = []
+    host = socket.gethostname()
+    for name in os.listdir(parent):
+        for prefix in (_TMP_PREFIX, _OLD_PREFIX):
+            rest = name[len(prefix):] if name.startswith(prefix) else None
+            if rest is None or not rest.startswith(host + "-"):
+                continue
+            pid = rest[len(host) + 1:].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+                removed.append(name)
+    return removed
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_savedmodel(module, target, card, force=False):
-    """Save `module` with its signatures and `card` to `target`, atomically."""
+    """Save `module` with its signatures and `card` to `target`, atomically.
+
+    The version folder gets the permissions of any folder this process makes (mkdtemp
+    makes 0700, which a serving process running as another user could not read).
+    """
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-export-")
+    remove_stale_scratch(parent)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=_scratch_prefix(_TMP_PREFIX))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         with open(os.path.join(tmp, CARD_NAME), "w") as f:
             json.dump(card, f, indent=2)
         if os.path.exists(target):
             if not force:
-                raise ExportError(f"{target} exists; pass --force to replace it.")
-            old = tempfile.mkdtemp(dir=parent, prefix=".old-export-")
+                raise InpaintError(f"{target} exists; pass --force to replace it.")
+            old = tempfile.mkdtemp(dir=parent, prefix=_scratch_prefix(_OLD_PREFIX))
             os.replace(target, os.path.join(old, "v"))
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)

@@ -172,14 +172,16 @@ def export_judge(run_dir, base, version=None, force=False, notes=None):
     judge's accuracy on the validation and test splits; `notes` (a dict) adds fields.
     """
     from tf_semantic_inpaint import data
-    from tf_semantic_inpaint.export import ExportError, versions, write_savedmodel
+    from tf_semantic_inpaint.contract import versions
+    from tf_semantic_inpaint.errors import InpaintError
+    from tf_semantic_inpaint.export import write_savedmodel
     from tf_semantic_inpaint.train import load_sessions
 
     existing = versions(base)
     version = version if version is not None else (existing[-1] + 1 if existing else 1)
     target = os.path.join(base, str(version))
     if os.path.exists(target) and not force:
-        raise ExportError(f"{target} exists; pass --force to replace it or choose another --version.")
+        raise InpaintError(f"{target} exists; pass --force to replace it or choose another --version.")
     judge, config, epochs = load_trained_judge(run_dir)
     sessions = load_sessions(run_dir)
     data_dir = config.data_dir or None
@@ -224,13 +226,14 @@ class LoadedJudge:
     """
 
     def __init__(self, path):
+        from tf_semantic_inpaint.contract import resolve_model_dir
+        from tf_semantic_inpaint.errors import InpaintError
         from tf_semantic_inpaint.export import read_card
-        from tf_semantic_inpaint.inpaint import ModelError, resolve_model_dir
 
         self.path = resolve_model_dir(path)
         self.card = read_card(self.path)
         if self.card.get("kind") != "judge":
-            raise ModelError(f"{self.path} is not a judge (its model card does not say so); "
+            raise InpaintError(f"{self.path} is not a judge (its model card does not say so); "
                              "export one with `tfinpaint export` of a `--model judge` run.")
         self._classify = tf.saved_model.load(self.path).signatures["classify"]
         self.resolution, self.channels = self.card["resolution"], self.card["channels"]
@@ -247,9 +250,10 @@ class LoadedJudge:
 
 def shipped_judge_dir(dataset):
     """The model base of the judge shipped for `dataset`, or None when there is none."""
-    from tf_semantic_inpaint.inpaint import ModelError, shipped_model_dir
+    from tf_semantic_inpaint.errors import InpaintError
+    from tf_semantic_inpaint.local import shipped_model_dir
 
     try:
         return shipped_model_dir(f"{dataset}_judge")
-    except ModelError:
+    except InpaintError:
         return None

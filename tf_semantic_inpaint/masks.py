@@ -32,7 +32,6 @@ PATTERN_MISSING = 0.25  # Pathak et al.'s density for random regions
 # noise 1/0.06 = 16.7x for 128-pixel crops, i.e. cells of 0.13 of the image side.
 PATTERN_CELL = 0.13
 RANDOM_MISSING = 0.8  # the paper's random mask
-IMPORTANCE_WINDOW = 7  # the paper's neighbourhood size for the weighted context loss
 
 
 class MaskError(InpaintError):
@@ -114,10 +113,22 @@ def read_mask(path):
 
     In the file white = missing: pixels at or above half the range (>= 128 of 255 at
     8 bits, >= 32768 of 65535 at 16 bits) are missing. Colour files are reduced to
-    luminance first, so a pure red stroke (luminance 0.30) counts as known.
+    luminance first, so a pure red stroke (luminance 0.30) counts as known; alpha is
+    ignored. The exported graph reads mask PNGs by the same rule
+    (preprocess.decode_mask_png).
     """
-    grey = images.to_channels(images.read_image(path), 1)
+    grey = images.luminance(images.read_image(path))
     return (grey < 0.5).astype(np.float32)
+
+
+def mask_png(mask):
+    """M (float [H, W, 1] or [H, W], 1 = known) as the PNG bytes of a mask file (white = missing)."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise ValueError(f"a mask is [H, W, 1] or [H, W], got shape {mask.shape}.")
+    return images.encode_png((mask == 0).astype(np.float32)[..., np.newaxis], bit_depth=8)
 
 
 def write_mask(path, mask, overwrite=True):
@@ -126,18 +137,14 @@ def write_mask(path, mask, overwrite=True):
     Missing pixels (M == 0) become white 255, known ones black 0; atomic. With
     overwrite=False an existing file is an error and is left untouched.
     """
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[-1] == 1:
-        mask = mask[..., 0]
-    if mask.ndim != 2:
-        raise ValueError(f"a mask is [H, W, 1] or [H, W], got shape {mask.shape}.")
     if os.path.splitext(str(path))[1].lower() != ".png":
         raise MaskError(f"masks are written as PNG (lossless); name {str(path)!r} *.png.")
-    missing = (mask == 0).astype(np.float32)[..., np.newaxis]
-    images.write_image(path, missing, bit_depth=8, overwrite=overwrite)
+    if not overwrite and os.path.exists(path):
+        raise MaskError(f"{str(path)!r} exists; choose another output or pass --force.")
+    images.write_bytes_atomic(path, mask_png(mask))
 
 
-def importance_weights(masks, window=IMPORTANCE_WINDOW):
+def importance_weights(masks, window):
     """The paper's importance weights W of the importance-weighted context loss.
 
     W_i = mean over the window x window neighbourhood N(i) of (1 - M_j) if M_i != 0,

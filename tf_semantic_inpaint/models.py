@@ -52,6 +52,32 @@ def _batch_norm():
 
 
 @keras.saving.register_keras_serializable(package="tf_semantic_inpaint")
+class LeakyReLU(keras.layers.Layer):
+    """max(x, slope * x): DCGAN's leaky ReLU, written without TensorFlow's LeakyRelu op.
+
+    Grappler's remapper fuses Conv2D + BiasAdd + LeakyRelu in D's first layer and then
+    fails on the search's gradient (LeakyReluGrad needs the BiasAdd it removed), printing
+    an E-level "remapper failed" line on every search. The values are the same.
+
+    Args:
+        negative_slope: the slope for x < 0, in [0, 1).
+    """
+
+    def __init__(self, negative_slope=0.2, **kwargs):
+        super().__init__(**kwargs)
+        self.negative_slope = negative_slope
+
+    def call(self, x):
+        return keras.ops.maximum(x, self.negative_slope * x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+@keras.saving.register_keras_serializable(package="tf_semantic_inpaint")
 class Generator(keras.Model):
     """DCGAN generator G: z -> image.
 
@@ -158,7 +184,7 @@ class Discriminator(keras.Model):
             )
             if i > 0:  # DCGAN: no batch norm on the discriminator's input layer.
                 layers.append(_batch_norm())
-            layers.append(keras.layers.LeakyReLU(negative_slope=0.2))
+            layers.append(LeakyReLU(negative_slope=0.2))
         layers += [keras.layers.Flatten(), keras.layers.Dense(1, kernel_initializer=_init())]
         self.body = keras.Sequential(layers, name="body")
         self.build((None, resolution, resolution, channels))

@@ -1,15 +1,16 @@
-"""The TF Serving REST API: the development server against in-process calls, and RestModel.
+"""`tfinpaint serve`, the development stand-in for TF Serving: every answer against the same
+signature called in this process, JSON errors for every client mistake, and the bounds a
+hostile client meets (timeouts, connection and queue limits, oversized bodies).
 
-One server on a loopback ephemeral port serves the tiny export for the whole module;
-every answer is compared with the same signature called in this process.
+One server on a loopback ephemeral port serves the tiny export for the whole module.
 """
 
 import base64
 import concurrent.futures
-import http.client
 import json
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -19,37 +20,17 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
-from tf_semantic_inpaint import inpaint, serving
-from tf_semantic_inpaint.errors import InpaintError
-from tf_semantic_inpaint.images import encode_png, resize
+from tf_semantic_inpaint import devserver
+from tf_semantic_inpaint.images import encode_png
 from tf_semantic_inpaint.masks import make_mask
-from tf_semantic_inpaint.search import SearchSettings
 
-SETTINGS = SearchSettings(iterations=20, restarts=2, learning_rate=0.05, lam=0.01, seed=3)
-
-
-@pytest.fixture(scope="module")
-def server(tiny_export):
-    srv = serving.make_server(tiny_export, port=0, quiet=True)
-    thread = serving.start_in_thread(srv)
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
+SCALARS = dict(iterations=5, lam=0.1, learning_rate=0.02, restarts=3, seed=7)
 
 
 @pytest.fixture(scope="module")
 def loaded(tiny_export):
     """The same SavedModel, loaded in this process: the reference answers."""
     return tf.saved_model.load(tiny_export + "/1")
-
-
-@pytest.fixture(scope="module")
-def batch(fashion_mnist_test_images):
-    """Three real images [3, 28, 28, 1] with center, pattern and random masks."""
-    images = fashion_mnist_test_images[:3]
-    masks = np.stack([make_mask(kind, 28, 28, seed=i) for i, kind in enumerate(["center", "pattern", "random"])])
-    return images, masks
 
 
 def call(loaded, signature, **inputs):
@@ -69,6 +50,20 @@ def fetch(method, url, body=None, headers=None):
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def raw_exchange(server, data, pause=None):
+    """Send raw bytes (a list is sent piece by piece, `pause` s apart); (status, JSON body, headers)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        for piece in data if isinstance(data, list) else [data]:
+            sock.sendall(piece)
+            if pause:
+                time.sleep(pause)
+        answer = b""
+        while chunk := sock.recv(65536):  # these answers all close the connection
+            answer += chunk
+    head, _, body = answer.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), (json.loads(body) if body else None), head
 
 
 def assert_close(actual, expected):
@@ -113,11 +108,6 @@ def test_metadata_describes_every_signature_like_the_export(server, loaded):
     assert defs["inpaint_png"]["inputs"]["image_png"]["dtype"] == "DT_STRING"
 
 
-def test_metadata_sizes_may_be_strings_or_numbers():
-    assert serving._dims({"tensor_shape": {"dim": [{"size": "-1"}, {"size": 28}]}}) == [-1, 28]
-    assert serving._dims({"tensor_shape": {"dim": []}}) == []
-
-
 # --- predict ------------------------------------------------------------------------------
 
 
@@ -149,7 +139,7 @@ def test_inpaint_row_and_columnar_formats_equal_the_in_process_call(server, load
 
 def test_inpaint_with_settings_takes_scalars_in_the_columnar_format(server, loaded, batch):
     images, masks = batch
-    scalars = dict(iterations=5, lam=0.1, learning_rate=0.02, restarts=3, seed=7)
+    scalars = SCALARS
     expected = call(loaded, "inpaint_with_settings", images=images, masks=masks, **scalars)
     body = {"signature_name": "inpaint_with_settings",
             "inputs": {"images": images.tolist(), "masks": masks.tolist(), **scalars}}
@@ -178,7 +168,8 @@ def test_generate_with_bare_inputs_answers_bare_outputs(server, loaded):
 
 
 def test_inpaint_png_with_b64_pngs_keeps_size_and_known_pixels(server, loaded, fashion_mnist_test_images):
-    pictures = [fashion_mnist_test_images[0], resize(fashion_mnist_test_images[1], 56, 42)]
+    pictures = [fashion_mnist_test_images[0],
+                cv2.resize(fashion_mnist_test_images[1], (42, 56), interpolation=cv2.INTER_AREA)[..., None]]
     pngs, mask_pngs, knowns = [], [], []
     for picture in pictures:
         known = make_mask("center", *picture.shape[:2])
@@ -202,35 +193,6 @@ def test_inpaint_png_with_b64_pngs_keeps_size_and_known_pixels(server, loaded, f
         assert base64.b64decode(answer["outputs"]["generated_png_bytes"][k]["b64"]).startswith(b"\x89PNG")
 
 
-# --- RestModel: the same result as the local path ------------------------------------------------
-
-
-def test_rest_model_search_equals_local_model_search(server, tiny_export, batch):
-    images, masks = batch
-    rest = serving.RestModel(server.url, "tiny")
-    local = inpaint.LocalModel(tiny_export)
-    assert (rest.resolution, rest.channels, rest.z_dim) == (local.resolution, local.channels, local.z_dim)
-    done = []
-    for settings in (SETTINGS, None):  # explicit settings, then the model's baked-in defaults
-        remote = rest.search(images, masks, settings, progress=lambda d, t: done.append((d, t)))
-        here = local.search(images, masks, settings)
-        for key in ("generated", "z", "context_loss", "prior_loss"):
-            assert remote[key].shape == here[key].shape
-            assert_close(remote[key], here[key])
-    assert done == [(SETTINGS.iterations, SETTINGS.iterations)]
-
-
-def test_inpaint_batch_through_rest_equals_local(server, tiny_export, fashion_mnist_test_images):
-    pictures = [fashion_mnist_test_images[4], resize(fashion_mnist_test_images[5], 40, 36)]
-    masks = [make_mask("center", 28, 28), make_mask("half-left", 40, 36)]
-    remote = inpaint.inpaint_batch(pictures, masks, model=serving.RestModel(server.url, "tiny", version=1))
-    here = inpaint.inpaint_batch(pictures, masks, model=inpaint.LocalModel(tiny_export))
-    for r, h in zip(remote, here):
-        assert r.output.shape == h.output.shape
-        np.testing.assert_allclose(r.output, h.output, rtol=0, atol=1e-5)
-        assert_close(r.z, h.z)
-
-
 # --- errors -----------------------------------------------------------------------------------
 
 
@@ -247,7 +209,7 @@ def test_bad_requests_get_json_errors(server, batch):
     assert status == 400 and "masks" in answer["error"]
 
     status, answer = fetch("POST", url + ":predict", {"signature_name": "nope", "inputs": {}})
-    assert status in (400, 404) and "nope" in answer["error"]
+    assert status == 404 and "nope" in answer["error"]
 
     status, answer = fetch("POST", f"{server.url}/v1/models/other:predict", {"inputs": {}})
     assert status == 404 and "other" in answer["error"]
@@ -258,69 +220,160 @@ def test_bad_requests_get_json_errors(server, batch):
     status, answer = fetch("GET", f"{server.url}/v2/anything")
     assert status == 404
 
-    # A broken PNG fails inside the graph: 400 with TensorFlow's message, shortened.
+    # A broken PNG is refused by the graph: 400 with its message, without TensorFlow's noise.
     bad_png = {"signature_name": "inpaint_png",
                "inputs": {"image_png": [{"b64": "eHg="}], "mask_png": [{"b64": "eHg="}]}}
     status, answer = fetch("POST", url + ":predict", bad_png)
-    assert status == 400 and "image" in answer["error"] and "node" not in answer["error"]
+    assert status == 400 and answer["error"].startswith("image_png[0] is not a PNG file")
+    assert "node" not in answer["error"] and "assertion" not in answer["error"]
 
 
-def test_missing_content_length_is_411(server):
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    connection.putrequest("POST", "/v1/models/tiny:predict")
-    connection.endheaders()
-    response = connection.getresponse()
-    assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
-    connection.close()
+def test_the_model_limits_refuse_work_and_the_server_keeps_answering(server, batch):
+    """The hardening probes over HTTP: each a 400 naming the input and the limit."""
+    images, masks = batch
+    url = model_url(server) + ":predict"
+    base = {"images": images.tolist(), "masks": masks.tolist(), **SCALARS}
+    probes = [
+        (dict(iterations=2147483647), "iterations = 2147483647 is over the limit of 3000"),
+        (dict(restarts=20000), "restarts = 20000 is over the limit of 64"),
+        (dict(restarts=0), "restarts must be >= 1"),
+        (dict(iterations=4294967306), "iterations' of 'inpaint_with_settings' is not a int32 tensor "
+                                      "(4294967306 does not fit a 32-bit integer)"),
+        (dict(seed=-2**40), "-1099511627776 does not fit a 32-bit integer"),
+        (dict(images=(images * 5).tolist()), "images must hold finite values in [0, 1]"),
+    ]
+    for change, message in probes:
+        status, answer = fetch("POST", url, {"signature_name": "inpaint_with_settings", "inputs": {**base, **change}})
+        assert status == 400 and message in answer["error"], (change, answer)
+    # NaN is not JSON; Python's json writes it anyway: the graph refuses it, no bare NaN comes back.
+    nan = json.dumps({"signature_name": "inpaint_with_settings", "inputs": {**base, "lam": float("nan")}}).encode()
+    status, answer = fetch("POST", url, nan)
+    assert status == 400 and "lam must be a finite number" in answer["error"]
+    status, answer = fetch("POST", url, {"signature_name": "inpaint_with_settings", "inputs": base})
+    assert status == 200 and len(answer["outputs"]["z"]) == 3
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"signature_name": ["inpaint"], "inputs": {}}, "signature_name\" must be a string"),
+    (b"[" * 100000 + b"]" * 100000, "not valid JSON"),
+    ({"signature_name": "generate", "inputs": [[{"nested": 1}]]}, "is not a float32 tensor"),
+    (b"[1, 2]", "must be a JSON object"),
+])
+def test_client_mistakes_are_400_with_json_not_500(server, body, message):
+    status, answer = fetch("POST", model_url(server) + ":predict", body)
+    assert status == 400 and message in answer["error"]
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "PUT", "DELETE", "PATCH", "BREW"])
+def test_every_method_gets_a_json_answer(server, method):
+    status, answer, head = raw_exchange(
+        server, f"{method} /v1/models/tiny HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    assert status == 405 and f"{method} is not allowed" in answer["error"]
+    assert "Allow: GET" in head and "application/json" in head and "405 Method Not Allowed" in head
+
+
+def test_head_gets_the_status_line_and_headers_only(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"HEAD /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 405") and answer.endswith(b"\r\n\r\n")
+
+
+def test_malformed_http_is_a_json_400(server):
+    status, answer, _ = raw_exchange(server, b"this is not HTTP\r\n\r\n")
+    assert status == 400 and "malformed HTTP request" in answer["error"]
 
 
 def test_oversized_bodies_get_413_and_the_server_keeps_answering(server, batch):
     # A Content-Length above the limit is refused before any body is read.
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-        raw.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n\r\n{")
-        answer = b""
-        while chunk := raw.recv(65536):  # the server closes the connection after a 413
-            answer += chunk
-    head, body = answer.decode().split("\r\n\r\n", 1)
-    assert head.startswith("HTTP/1.1 413") and "limit" in json.loads(body)["error"]
-
-    # A real body over a (lowered) limit: the client names the status and the fix.
+    status, answer, _ = raw_exchange(
+        server, b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n\r\n{")
+    assert status == 413 and "limit" in answer["error"]
+    # A chunked body that grows past the limit, without a Content-Length.
     limit, server.max_body_bytes = server.max_body_bytes, 2000
     try:
-        rest = serving.RestModel(server.url, "tiny")
-        with pytest.raises(InpaintError, match="413.*fewer images"):
-            rest.search(*batch, SETTINGS)
+        chunk = b"x" * 1500
+        status, answer, _ = raw_exchange(server, [
+            b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"%x\r\n%s\r\n" % (len(chunk), chunk), b"%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk)])
+        assert status == 413
     finally:
         server.max_body_bytes = limit
     assert fetch("GET", model_url(server))[0] == 200
 
 
-def test_client_reports_an_unreachable_server():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    with pytest.raises(InpaintError, match="not reachable.*tfinpaint serve"):
-        serving.RestModel(f"http://127.0.0.1:{port}", "tiny")
+def test_a_request_that_trickles_in_is_cut_off_after_the_read_timeout(tiny_export):
+    """One byte at a time (a slow-loris client) cannot hold a connection past the deadline."""
+    srv = devserver.make_server(tiny_export, port=0, quiet=True, read_timeout=1.0).start()
+    try:
+        request = b"GET /v1/models/tiny HTTP/1.1\r\nHost: x\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as sock:
+            sock.settimeout(0.2)
+            sent, answer = 0, b""
+            for byte in request[:-4]:  # never finishes the headers
+                sock.sendall(bytes([byte]))
+                sent += 1
+                try:
+                    answer = sock.recv(65536)  # waits 0.2 s: the pace of the trickle
+                except TimeoutError:
+                    continue
+                break
+            sock.settimeout(10)
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408") and b"within 1 s" in answer
+        assert sent < len(request) - 4
+    finally:
+        srv.stop()
 
 
-def test_client_reports_a_timeout(server, batch):
-    rest = serving.RestModel(server.url, "tiny")
-    # A listener that accepts and never answers: the timeout fires however fast the machine.
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        rest.url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1/models/tiny"
-        rest.timeout = 0.5
-        with pytest.raises(InpaintError, match="timeout.*--timeout"):
-            rest.search(batch[0][:1], batch[1][:1], SearchSettings(iterations=3, restarts=1))
+def test_connections_beyond_the_limit_get_503_at_once(tiny_export):
+    srv = devserver.make_server(tiny_export, port=0, quiet=True, max_connections=3, read_timeout=30).start()
+    held = [socket.create_connection(("127.0.0.1", srv.port), timeout=30) for _ in range(3)]
+    try:
+        time.sleep(0.5)  # let the server accept them
+        status, answer, _ = raw_exchange(srv, b"GET /v1/models/tiny HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status == 503 and "3 connections" in answer["error"]
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.5)
+    assert fetch("GET", f"{srv.url}/v1/models/tiny")[0] == 200
+    srv.stop()
 
 
-def test_client_reports_server_errors_with_their_message(server):
-    with pytest.raises(InpaintError, match="404.*other"):
-        serving.RestModel(server.url, "other")
+def test_a_full_queue_answers_503_and_the_rest_are_served(tiny_export, batch):
+    """One worker, no queue: while a call runs, the next is refused; then all is well again."""
+    srv = devserver.make_server(tiny_export, port=0, quiet=True, workers=1, max_queue=0).start()
+    release, entered = threading.Event(), threading.Event()
+    real_run = srv.model.run
+
+    def held_run(*args):  # the real model call, held until the test lets it go
+        entered.set()
+        release.wait(60)
+        return real_run(*args)
+
+    srv.model.run = held_run
+    images, masks = batch
+    body = {"inputs": {"images": images.tolist(), "masks": masks.tolist()}}
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(fetch, "POST", f"{srv.url}/v1/models/tiny:predict", body)
+            assert entered.wait(60)
+            status, answer = fetch("POST", f"{srv.url}/v1/models/tiny:predict", body)
+            assert status == 503 and "busy" in answer["error"]
+            release.set()
+            assert first.result()[0] == 200
+        srv.model.run = real_run
+        assert fetch("POST", f"{srv.url}/v1/models/tiny:predict", body)[0] == 200
+    finally:
+        release.set()
+        srv.stop()
 
 
-# --- concurrency ---------------------------------------------------------------------------
+# --- concurrency ---------------------------------------------------------------------
 
 
 def test_a_burst_of_concurrent_requests_is_all_answered_correctly(server, loaded, fashion_mnist_test_images):

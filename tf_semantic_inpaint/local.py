@@ -1,0 +1,154 @@
+"""An exported SavedModel run in this process (`LocalModel`).
+
+`LocalModel` and `client.RestModel` answer the same two calls with the same keys, so
+inpaint.py takes either:
+
+    search(images, masks, settings)           arrays at the model's size (the `inpaint` signature)
+    inpaint_png(image_pngs, mask_pngs, ...)   PNGs of any size (the `inpaint_png` signature)
+
+Here both run the SavedModel's own functions, in chunks of iterations so a progress
+callback can follow the search (`run_in_chunks`, the one driver); the result equals
+one call of the signature, bit for bit.
+"""
+
+import os
+
+import tensorflow as tf
+
+from tf_semantic_inpaint.contract import Limits, SearchSettings, resolve_model_dir
+from tf_semantic_inpaint.errors import InpaintError
+
+SHIPPED_MODEL = "fashion_mnist"
+CHUNK = 100  # iterations per graph call: progress every ~0.3 s at 28x28, a few calls in all
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def shipped_model_dir(name=SHIPPED_MODEL):
+    """The model base that ships with the package (installed copy, else source checkout)."""
+    for root in (os.path.join(_PACKAGE_DIR, "saved_models"),
+                 os.path.join(os.path.dirname(_PACKAGE_DIR), "saved_models")):
+        if os.path.isdir(os.path.join(root, name)):
+            return os.path.join(root, name)
+    raise InpaintError(
+        f"the shipped model {name!r} is not installed; pass --model PATH to a SavedModel "
+        "(e.g. one written by `tfinpaint export`)."
+    )
+
+
+def search_in_chunks(functions, start, inputs, settings, chunk=CHUNK):
+    """The one driver of a chunked search: yield (done, carry, losses) as it goes.
+
+    Args:
+        functions: a loaded SavedModel (or an export.InpaintingModule, the same functions
+            in memory); `start` is its `search_start` or `png_start`.
+        inputs: start's two data inputs (images and masks, or their PNGs).
+        settings: SearchSettings, already checked.
+
+    Yields:
+        (0, carry, None) first, then after each chunk (done, carry, losses float32
+        [steps in the chunk, candidates]: L_c + L_p of every candidate at each step).
+        Finish with `search_finish` / `png_finish` on the last carry.
+    """
+    lam, learning_rate = tf.constant(settings.lam, tf.float32), tf.constant(settings.learning_rate, tf.float32)
+    carry = start(*inputs, tf.constant(settings.iterations), lam, learning_rate, tf.constant(settings.restarts),
+                  tf.constant(settings.seed))
+    done = 0
+    yield done, carry, None
+    while done < settings.iterations:
+        n = min(chunk, settings.iterations - done)
+        carry, losses = functions.search_steps(carry, tf.constant(n), lam, learning_rate)
+        done += n
+        yield done, carry, losses.numpy()
+
+
+def run_in_chunks(functions, start, finish, inputs, settings, progress=None, chunk=CHUNK):
+    """`search_in_chunks` to the end, calling progress(done, total, losses) after each chunk,
+    then `finish(carry, *inputs, λ, restarts)`; its outputs as NumPy."""
+    for done, carry, losses in search_in_chunks(functions, start, inputs, settings, chunk):  # noqa: B007 (carry: after)
+        if progress is not None and losses is not None:
+            progress(done, settings.iterations, losses)
+    outputs = finish(carry, *inputs, tf.constant(settings.lam, tf.float32), tf.constant(settings.restarts))
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+class LocalModel:
+    """An exported SavedModel loaded in this process.
+
+    Args:
+        path: a SavedModel directory or a TF Serving model base (its newest version);
+            default the shipped Fashion-MNIST model.
+
+    Attributes:
+        path, card (the model card), resolution, channels, z_dim, defaults
+        (SearchSettings baked in at export), limits (contract.Limits).
+    """
+
+    def __init__(self, path=None):
+        from tf_semantic_inpaint.export import read_card
+
+        self.path = resolve_model_dir(path or shipped_model_dir())
+        try:
+            self.functions = tf.saved_model.load(self.path)
+        except (OSError, ValueError, tf.errors.OpError) as error:
+            raise InpaintError(f"cannot load the SavedModel in {self.path}: {error}") from None
+        if not hasattr(self.functions, "png_start"):
+            raise InpaintError(
+                f"{self.path} is a SavedModel but not one of tf-semantic-inpaint's current exports "
+                "(no search_start / png_start); export it again with `tfinpaint export`."
+            )
+        spec = self.functions.signatures["inpaint"].structured_input_signature[1]["images"]
+        _, self.resolution, _, self.channels = spec.shape.as_list()
+        self.z_dim = self.functions.signatures["inpaint"].structured_outputs["z"].shape[-1]
+        self.card = read_card(self.path)
+        limits = {k: v.numpy().item() for k, v in self.functions.signatures["limits"]().items()}
+        self.defaults = SearchSettings(**{k: limits.pop(f"default_{k}") for k in SearchSettings.__dataclass_fields__})
+        self.limits = Limits(**limits)
+
+    @property
+    def signatures(self):
+        return self.functions.signatures
+
+    def _settings(self, settings, batch):
+        return (settings or self.defaults).check(self.limits, batch)
+
+    def search(self, images, masks, settings=None, progress=None):
+        """The search on arrays at the model's size (what the `inpaint` signature does).
+
+        Args:
+            images: float32 [b, R, R, C] in [0, 1].
+            masks: float32 [b, R, R, 1] in [0, 1], 1 = known.
+            settings: SearchSettings (default: the model's).
+            progress: optional callable(done, total, losses), see `search_in_chunks`.
+
+        Returns:
+            dict of NumPy arrays: completed, generated [b, R, R, C] in [0, 1],
+            z [b, z_dim], context_loss, prior_loss [b].
+        """
+        images, masks = tf.constant(images, tf.float32), tf.constant(masks, tf.float32)
+        settings = self._settings(settings, int(images.shape[0]))
+        f = self.functions
+        return _answer(run_in_chunks(f, f.search_start, f.search_finish, (images, masks), settings, progress))
+
+    def inpaint_png(self, image_pngs, mask_pngs, settings=None, progress=None):
+        """The search on PNGs of any size (what the `inpaint_png` signature does).
+
+        Args:
+            image_pngs: list of PNG bytes (any size, grey/RGB/RGBA, 8 or 16 bit).
+            mask_pngs: list of PNG bytes of the masks (white = missing), each its image's size.
+            settings, progress: as in `search`.
+
+        Returns:
+            dict: completed_png, generated_png (lists of PNG bytes at each input's size,
+            channels and bit depth), z [b, z_dim], context_loss, prior_loss [b].
+        """
+        images, masks = tf.constant(list(image_pngs), tf.string), tf.constant(list(mask_pngs), tf.string)
+        settings = self._settings(settings, len(image_pngs))
+        f = self.functions
+        return _answer(run_in_chunks(f, f.png_start, f.png_finish, (images, masks), settings, progress))
+
+
+def _answer(outputs):
+    """Signature outputs -> the keys both LocalModel and RestModel return."""
+    renamed = {"completed_png_bytes": "completed_png", "generated_png_bytes": "generated_png"}
+    return {renamed.get(k, k): (list(v) if v.dtype == object else v) for k, v in outputs.items()}
+
