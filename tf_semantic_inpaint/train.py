@@ -189,6 +189,7 @@ def build_model(config):
     if config.model == "context-encoder":
         from tf_semantic_inpaint.context_encoder import build_context_encoder
 
+        config = _check_model_settings(config)  # unset settings take the CE paper's defaults
         return build_context_encoder(
             config.resolution, config.channels, config.width, config.learning_rate,
             config.known_weight, config.adversarial_weight,
