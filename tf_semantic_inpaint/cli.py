@@ -116,15 +116,29 @@ def prepare(dataset, data_dir):
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
               default="default", show_default=True,
               help="tf.distribute strategy: mirrored = all local GPUs, multiworker = TF_CONFIG cluster.")
+@click.option("--model", type=click.Choice(["dcgan", "context-encoder", "judge"]), default="dcgan",
+              show_default=True,
+              help="dcgan: the latent search's prior; context-encoder: Pathak et al.'s rival; "
+                   "judge: the classifier behind evaluate's semantic metrics.")
+@click.option("--learning-rate", type=float, default=None,
+              help="Context encoder only: Adam's learning rate [default: 1e-3].")
+@click.option("--known-weight", type=float, default=None,
+              help="Context encoder only: weight of the known pixels' mean squared error in L_rec "
+                   "(the missing pixels' has weight 1) [default: 1].")
+@click.option("--adversarial-weight", type=float, default=None,
+              help="Context encoder only: λ_adv of the joint loss [default: Pathak et al.'s 0.001].")
 @click.pass_context
 @_user_errors
 def train(ctx, out, resume, **options):
-    """Train a DCGAN on uncorrupted images.
+    """Train a DCGAN (or a context encoder, or the judge) on uncorrupted images.
 
     Writes a checkpoint, a sample grid and TensorBoard logs every epoch into OUT;
-    --resume continues from the last checkpoint. Example:
+    --resume continues from the last checkpoint. Examples:
 
+    \b
         tfinpaint train --dataset fashion_mnist --epochs 20 --out runs/fmnist
+        tfinpaint train --model context-encoder --epochs 15 --out runs/fmnist_ce
+        tfinpaint train --model judge --epochs 10 --out runs/fmnist_judge
     """
     _import_tensorflow_quietly()
     import dataclasses
@@ -144,7 +158,9 @@ def train(ctx, out, resume, **options):
         config = training.TrainConfig(**options)
     config = dataclasses.replace(config, command=" ".join(["tfinpaint"] + sys.argv[1:]))
     training.train(config, out, resume=resume)
-    click.echo(f"Trained {config.epochs} epochs; G and D saved in {out}. "
+    saved = {"dcgan": "G and D", "context-encoder": "the context encoder and its D",
+             "judge": "the judge"}[config.model]
+    click.echo(f"Trained {config.epochs} epochs; {saved} saved in {out}. "
                f"Next: tfinpaint export {out} --out saved_models/NAME")
 
 
@@ -301,16 +317,22 @@ def export(run_dir, out, version, force, window, prior, **search):
     """Export a training run as ONE SavedModel (G, D, latent search) for TF Serving.
 
     Writes OUT/<version>/ (saved_model.pb, variables/, model_card.json), atomically.
+    A context-encoder run is exported behind the same contract (no search: its
+    settings change nothing); a judge run becomes the judge's SavedModel (`classify`).
     """
     _import_tensorflow_quietly()
     import dataclasses
 
     from tf_semantic_inpaint import export as exporting
     from tf_semantic_inpaint.contract import SearchSettings
+    from tf_semantic_inpaint.train import load_run_config
 
     settings = dataclasses.replace(SearchSettings(), **{k: v for k, v in search.items() if v is not None})
     path = exporting.export(run_dir, out, version=version, force=force, settings=settings, window=window,
                             prior=prior)
+    if load_run_config(run_dir).model == "judge":
+        click.echo(f"Exported the judge {path}; `tfinpaint evaluate --judge {out}` uses it.")
+        return
     click.echo(f"Exported {path}. Serve it with: tfinpaint serve {out}")
 
 
@@ -381,21 +403,32 @@ def _names(value):
 @click.option("--n", "n", type=click.IntRange(1), default=500, show_default=True, help="First N images of the split.")
 @click.option("--masks", multiple=True, help="Mask kinds, comma-separated [default: center,pattern,random,half].")
 @click.option("--methods", multiple=True,
-              help="Methods, comma-separated [default: all: ours, ours_blend, telea, navier_stokes, "
-                   "biharmonic, total_variation, train_mean, nearest_neighbour].")
+              help="Methods, comma-separated [default: all: ours, ours_blend, context_encoder (when "
+                   "there is one), telea, navier_stokes, biharmonic, total_variation, train_mean, "
+                   "nearest_neighbour].")
 @click.option("--mask-seed", "seed", type=_INT32, default=0, show_default=True, help="Seed of the masks.")
 @click.option("--data-dir", default=None, help="tfds data dir.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Images per search call (lowered to fit the model's limits).")
 @search_options
+@click.option("--context-encoder", "context_encoder", default=None,
+              help="Context encoder SavedModel (the rival's rows), or 'none' "
+                   "[default: the one shipped for the dataset, if any].")
+@click.option("--judge", default=None,
+              help="Judge SavedModel for semantic accuracy and Fréchet distance, or 'none' "
+                   "[default: the one shipped for the dataset, if any].")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for results.md, results.json and examples.png.")
 @click.option("--force", is_flag=True, help="Overwrite existing results.")
 @_user_errors
-def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_size, out, force, **search):
-    """Score the model and classical baselines the paper's way (Table 1: PSNR, SSIM).
+def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_size, out, force, context_encoder,
+             judge, **search):
+    """Score the model, the context encoder and classical baselines the paper's way (Table 1).
 
-    Example: tfinpaint evaluate --split test --n 500 --out results/fashion_mnist
+    PSNR and SSIM; with a judge for the dataset also semantic accuracy and a Fréchet
+    distance of the judge's features. Example:
+
+        tfinpaint evaluate --split test --n 500 --out results/fashion_mnist
     """
     import dataclasses
     import os.path
@@ -413,8 +446,10 @@ def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_siz
 
     local = LocalModel(model)
     settings = dataclasses.replace(local.defaults, **{k: v for k, v in search.items() if v is not None})
+    off = lambda value: False if value is not None and value.lower() == "none" else value  # noqa: E731
     report = evaluation.evaluate(local, dataset=dataset, split=split, n=n, masks=masks, methods=methods,
-                                 seed=seed, data_dir=data_dir, settings=settings, batch_size=batch_size)
+                                 seed=seed, data_dir=data_dir, settings=settings, batch_size=batch_size,
+                                 context_encoder=off(context_encoder), judge=off(judge))
     click.echo(report.to_markdown())
     for path in evaluation.write(report, out, force=force):
         click.echo(path)

@@ -411,8 +411,9 @@ def load_trained_models(run_dir):
     """(generator, discriminator, run config) of a training run.
 
     Uses the final generator.keras / discriminator.keras, or the newest checkpoint
-    when training stopped early.
+    when training stopped early. For a context-encoder run the "generator" is F.
     """
+    from tf_semantic_inpaint import context_encoder  # noqa: F401  (registers ContextEncoder)
     from tf_semantic_inpaint import train as training
     from tf_semantic_inpaint.models import Discriminator, Generator  # noqa: F401  (registers classes)
 
@@ -431,6 +432,10 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
            prior="paper", limits=None, notes=None):
     """Export a training run as BASE/<version>/ for TF Serving; return that path.
 
+    A DCGAN run exports the latent search (SearchCompleter), a context-encoder run
+    Pathak et al.'s network (context_encoder.ContextEncoderCompleter) behind the same
+    contract; a judge run goes to judge.export_judge (its `classify` signature).
+
     Args:
         run_dir: a `tfinpaint train` run directory.
         base: the model base directory (e.g. saved_models/fashion_mnist).
@@ -446,6 +451,12 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
     """
     if not os.path.isdir(run_dir):
         raise InpaintError(f"{run_dir} is not a directory; pass the --out folder of `tfinpaint train`.")
+    from tf_semantic_inpaint.train import load_run_config
+
+    if load_run_config(run_dir).model == "judge":  # a classifier, with its own signature
+        from tf_semantic_inpaint.judge import export_judge
+
+        return export_judge(run_dir, base, version=version, force=force, notes=notes)
     settings.check()
     existing = versions(base)
     version = version if version is not None else (existing[-1] + 1 if existing else 1)
@@ -462,7 +473,17 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
     from tf_semantic_inpaint.train import load_sessions
 
     sessions = load_sessions(run_dir)
-    module = InpaintingModule(SearchCompleter(generator, discriminator, window, prior), settings, limits)
+    if config.model == "context-encoder":
+        from tf_semantic_inpaint.context_encoder import ContextEncoderCompleter
+
+        completer = ContextEncoderCompleter(generator, window)
+        # No search: the defaults ask for none (other values are accepted and change nothing).
+        settings = dataclasses.replace(settings, iterations=0, restarts=1)
+        notes = {"training_settings": {k: getattr(config, k) for k in (
+            "learning_rate", "known_weight", "adversarial_weight")}, **(notes or {})}
+    else:
+        completer = SearchCompleter(generator, discriminator, window, prior)
+    module = InpaintingModule(completer, settings, limits)
     card = {
         "format": "tf-semantic-inpaint model card 2",
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -1,12 +1,19 @@
-"""Training a DCGAN run: a run directory, `fit` with callbacks, resume, distribution.
+"""Training a run: a run directory, `fit` with callbacks, resume, distribution.
+
+`model` picks what is trained: "dcgan" (G and D, the latent search's prior),
+"context-encoder" (Pathak et al.'s rival, see context_encoder.py) or "judge" (the
+classifier behind the semantic metrics, see judge.py).
 
 A run directory holds:
     run.json          the configuration (what `tfinpaint export` reads back)
     sessions.json     every `train` invocation: command, start, seconds, epochs done
     checkpoints/      tf.train checkpoints of G, D, both optimizers and the epoch
-    samples/          epoch_001.png, ...: G(z) for a fixed z, in inference mode
+    samples/          epoch_001.png, ...: G(z) for a fixed z, in inference mode (for a
+                      context encoder: masked input | completion | truth of validation images)
     logs/             TensorBoard
-    generator.keras, discriminator.keras   the final models
+    generator.keras, discriminator.keras   the final models (generator.keras holds the
+                      context encoder F for a context-encoder run; a judge run has
+                      judge.keras and no samples)
 """
 
 import dataclasses
@@ -28,8 +35,11 @@ from tf_semantic_inpaint.gan import build_gan
 from tf_semantic_inpaint.images import grid, write_bytes_atomic, write_image
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+MODELS = ("dcgan", "context-encoder", "judge")
 # Fields that fix the model; a resumed run must agree on them.
-_MODEL_FIELDS = ("dataset", "resolution", "channels", "z_dim", "width")
+_MODEL_FIELDS = ("model", "dataset", "resolution", "channels", "z_dim", "width")
+# Settings of the context encoder's training only (context_encoder.py gives the defaults).
+_CONTEXT_ENCODER_FIELDS = ("learning_rate", "known_weight", "adversarial_weight")
 
 
 class TrainingError(InpaintError):
@@ -55,6 +65,12 @@ class TrainConfig:
     strategy: str = "default"
     data_dir: str = ""
     command: str = ""
+    model: str = "dcgan"  # "dcgan", "context-encoder" or "judge"
+    # Context encoder only (None elsewhere; for it, None = context_encoder's default):
+    # Adam's learning rate, L_rec's weight of the known pixels, λ_adv.
+    learning_rate: float | None = None
+    known_weight: float | None = None
+    adversarial_weight: float | None = None
 
     def model_fields(self):
         return {k: getattr(self, k) for k in _MODEL_FIELDS}
@@ -157,11 +173,53 @@ class _Checkpoint(keras.callbacks.Callback):
 
 def checkpoint_for(gan, epoch_var=None):
     """The tf.train.Checkpoint of a run: G, D, both optimizers, noise state, epoch."""
-    return tf.train.Checkpoint(
-        gan=gan,
-        noise_state=gan.seed_generator.state,
-        epoch=epoch_var if epoch_var is not None else tf.Variable(0, dtype=tf.int64),
-    )
+    parts = dict(gan=gan, epoch=epoch_var if epoch_var is not None else tf.Variable(0, dtype=tf.int64))
+    if hasattr(gan, "seed_generator"):  # the DCGAN's noise; the context encoder draws none
+        parts["noise_state"] = gan.seed_generator.state
+    return tf.train.Checkpoint(**parts)
+
+
+def build_model(config):
+    """The compiled model a run trains: a DCGAN, a ContextEncoderGAN or a Judge."""
+    if config.model == "judge":
+        from tf_semantic_inpaint.judge import build_judge
+
+        classes = len(data.class_names(config.dataset, config.data_dir or None))
+        return build_judge(config.resolution, config.channels, classes)
+    if config.model == "context-encoder":
+        from tf_semantic_inpaint.context_encoder import build_context_encoder
+
+        config = _check_model_settings(config)  # unset settings take the CE paper's defaults
+        return build_context_encoder(
+            config.resolution, config.channels, config.width, config.learning_rate,
+            config.known_weight, config.adversarial_weight,
+        )
+    return build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed)
+
+
+def _training_data(config, seed):
+    """(batches, steps per epoch) of the run's model: images, or (images, labels) for the judge."""
+    load = data.labelled_training_dataset if config.model == "judge" else data.training_dataset
+    return load(config.dataset, config.resolution, config.batch_size, config.channels,
+                config.data_dir or None, seed=seed)
+
+
+def _check_model_settings(config):
+    """The config with the context encoder's defaults filled in; TrainingError for an
+    unknown model or context-encoder settings given to another model."""
+    if config.model not in MODELS:
+        raise TrainingError(f"unknown --model {config.model!r}: use one of {', '.join(MODELS)}.")
+    given = [k for k in _CONTEXT_ENCODER_FIELDS if getattr(config, k) is not None]
+    if config.model != "context-encoder":
+        if given:
+            names = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise TrainingError(f"{names} set(s) the context encoder's training; add --model context-encoder.")
+        return config
+    from tf_semantic_inpaint import context_encoder
+
+    defaults = dict(learning_rate=context_encoder.LEARNING_RATE, known_weight=context_encoder.KNOWN_WEIGHT,
+                    adversarial_weight=context_encoder.ADVERSARIAL_WEIGHT)
+    return dataclasses.replace(config, **{k: v for k, v in defaults.items() if getattr(config, k) is None})
 
 
 def load_run_config(run_dir):
@@ -176,7 +234,7 @@ def load_run_config(run_dir):
 def restore_gan(run_dir):
     """(gan, config, epoch) from the newest checkpoint of `run_dir`."""
     config = load_run_config(run_dir)
-    gan = build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed)
+    gan = build_model(config)
     epoch = tf.Variable(0, dtype=tf.int64)
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if latest is None:
@@ -186,13 +244,17 @@ def restore_gan(run_dir):
 
 
 def train(config, out, resume=False, verbose="auto"):
-    """Train (or resume) a DCGAN run into `out`; return the trained DCGAN.
+    """Train (or resume) a run into `out`; return the trained DCGAN (ContextEncoderGAN, Judge).
 
     Raises:
         TrainingError / data.DataError: bad settings, data or run directory;
             nothing in `out` is overwritten.
     """
+    config = _check_model_settings(config)
     data.check_dataset_name(config.dataset)
+    if config.model == "judge" and not data.has_labels(config.dataset):
+        raise TrainingError(f"{config.dataset} has no class labels for a judge to learn; train the judge "
+                            "on fashion_mnist, svhn_cropped or cars196.")
     from tf_semantic_inpaint.models import upsampling_plan
 
     try:
@@ -207,10 +269,7 @@ def train(config, out, resume=False, verbose="auto"):
     strategy = make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
 
-    dataset, steps = data.training_dataset(
-        config.dataset, config.resolution, config.batch_size, config.channels,
-        config.data_dir or None, seed=config.seed,
-    )
+    dataset, steps = _training_data(config, config.seed)
     steps = config.steps_per_epoch or steps
 
     chief = _is_chief(strategy)
@@ -223,7 +282,7 @@ def train(config, out, resume=False, verbose="auto"):
         )
 
     with strategy.scope():
-        gan = build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed)
+        gan = build_model(config)
         epoch_var = tf.Variable(0, dtype=tf.int64)
         checkpoint = checkpoint_for(gan, epoch_var)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(work, "checkpoints"), max_to_keep=3)
@@ -236,23 +295,37 @@ def train(config, out, resume=False, verbose="auto"):
     else:
         # On resume, reshuffle with a new seed rather than replaying epoch 1's order.
         if initial_epoch:
-            dataset, _ = data.training_dataset(
-                config.dataset, config.resolution, config.batch_size, config.channels,
-                config.data_dir or None, seed=config.seed + initial_epoch,
-            )
+            dataset, _ = _training_data(config, config.seed + initial_epoch)
         fixed_z = np.random.default_rng(config.seed).uniform(-1, 1, (64, config.z_dim)).astype("float32")
+        samples, fit_options = _SampleGrid(os.path.join(work, "samples"), fixed_z), {}
+        if config.model == "judge":
+            from tf_semantic_inpaint.judge import validation_batches
+
+            samples, fit_options = None, {"validation_data": validation_batches(config)}
+        elif config.model == "context-encoder":
+            from tf_semantic_inpaint import context_encoder
+
+            # Fresh masks for every step; on resume they continue where the run stopped.
+            dataset = context_encoder.mask_batches(dataset.repeat(), config.seed, initial_epoch * steps)
+            samples = context_encoder.SampleCompletions(
+                os.path.join(work, "samples"),
+                *context_encoder.sample_inputs(config.dataset, config.resolution, config.channels,
+                                               config.data_dir or None),
+            )
         nan_guard = _StopOnNaN()
         callbacks = [
             nan_guard,
             _Checkpoint(manager, epoch_var, nan_guard),
-            _SampleGrid(os.path.join(work, "samples"), fixed_z),
+            samples,
             keras.callbacks.TensorBoard(os.path.join(work, "logs"), write_graph=False),
         ]
+        callbacks = [c for c in callbacks if c is not None]
         started = time.time()
         try:
             gan.fit(
                 dataset.repeat(), epochs=config.epochs, steps_per_epoch=steps,
                 initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False, verbose=verbose,
+                **fit_options,
             )
         finally:  # interrupted sessions count too: the model card reports the real training time
             if chief:
@@ -295,8 +368,10 @@ def load_sessions(run_dir):
 
 
 def save_models(gan, out):
-    """Save G and D as generator.keras and discriminator.keras, each atomically."""
-    for model, name in ((gan.generator, "generator"), (gan.discriminator, "discriminator")):
+    """Save G and D as generator.keras and discriminator.keras (a judge as judge.keras), atomically."""
+    parts = ((gan.generator, "generator"), (gan.discriminator, "discriminator")) if hasattr(
+        gan, "generator") else ((gan, "judge"),)
+    for model, name in parts:
         final = os.path.join(out, f"{name}.keras")
         tmp = os.path.join(out, f".tmp-{name}.keras")
         model.save(tmp)
