@@ -116,6 +116,11 @@ def prepare(dataset, data_dir):
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
               default="default", show_default=True,
               help="tf.distribute strategy: mirrored = all local GPUs, multiworker = TF_CONFIG cluster.")
+@click.option("--ema-decay", type=float, default=0.999, show_default=True,
+              help="Decay of the moving average of G's weights, the G that is saved and exported; "
+                   "0 = none.")
+@click.option("--keep-checkpoints", type=int, default=3, show_default=True,
+              help="Newest checkpoints to keep; 0 keeps every epoch's (to choose one by validation).")
 @click.pass_context
 @_user_errors
 def train(ctx, out, resume, **options):

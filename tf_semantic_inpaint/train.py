@@ -3,10 +3,11 @@
 A run directory holds:
     run.json          the configuration (what `tfinpaint export` reads back)
     sessions.json     every `train` invocation: command, start, seconds, epochs done
-    checkpoints/      tf.train checkpoints of G, D, both optimizers and the epoch
-    samples/          epoch_001.png, ...: G(z) for a fixed z, in inference mode
+    checkpoints/      tf.train checkpoints of G, D, the EMA of G, both optimizers and the epoch
+    samples/          epoch_001.png, ...: G(z) for a fixed z, in inference mode (the EMA G)
     logs/             TensorBoard
-    generator.keras, discriminator.keras   the final models
+    generator.keras, discriminator.keras   the final models (generator = the EMA G)
+    raw_generator.keras                    the last iterate of G (when there is an EMA)
 """
 
 import dataclasses
@@ -24,12 +25,12 @@ import tensorflow as tf
 
 from tf_semantic_inpaint import data
 from tf_semantic_inpaint.errors import InpaintError
-from tf_semantic_inpaint.gan import build_gan
+from tf_semantic_inpaint.gan import EMA_DECAY, build_gan
 from tf_semantic_inpaint.images import grid, write_bytes_atomic, write_image
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 # Fields that fix the model; a resumed run must agree on them.
-_MODEL_FIELDS = ("dataset", "resolution", "channels", "z_dim", "width")
+_MODEL_FIELDS = ("dataset", "resolution", "channels", "z_dim", "width", "ema_decay")
 
 
 class TrainingError(InpaintError):
@@ -55,6 +56,8 @@ class TrainConfig:
     strategy: str = "default"
     data_dir: str = ""
     command: str = ""
+    ema_decay: float = EMA_DECAY  # 0: no EMA of G (runs from before the EMA existed)
+    keep_checkpoints: int = 3  # newest checkpoints kept; 0 keeps every epoch's (to choose one)
 
     def model_fields(self):
         return {k: getattr(self, k) for k in _MODEL_FIELDS}
@@ -123,7 +126,7 @@ class _SampleGrid(keras.callbacks.Callback):
         self.folder, self.z = folder, z
 
     def on_epoch_end(self, epoch, logs=None):
-        images = self.model.generator(self.z, training=False).numpy() * 0.5 + 0.5
+        images = self.model.inference_generator(self.z, training=False).numpy() * 0.5 + 0.5
         scale = max(1, 64 // images.shape[1])
         write_image(os.path.join(self.folder, f"epoch_{epoch + 1:03d}.png"), grid(images, scale=scale))
 
@@ -170,15 +173,23 @@ def load_run_config(run_dir):
     if not os.path.isfile(path):
         raise TrainingError(f"{run_dir} is not a training run (no run.json); train one first.")
     with open(path) as f:
-        return TrainConfig(**json.load(f))
+        fields = json.load(f)
+    fields.setdefault("ema_decay", 0.0)  # run.json written before the EMA existed
+    return TrainConfig(**fields)
 
 
-def restore_gan(run_dir):
-    """(gan, config, epoch) from the newest checkpoint of `run_dir`."""
+def restore_gan(run_dir, checkpoint=None):
+    """(gan, config, epoch) from the newest checkpoint of `run_dir`, or from `checkpoint`.
+
+    Args:
+        checkpoint: a checkpoint prefix (e.g. RUN/checkpoints/ckpt-12) to restore
+            instead of the newest, e.g. to choose an epoch by validation.
+    """
     config = load_run_config(run_dir)
-    gan = build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed)
+    gan = build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed,
+                    ema_decay=config.ema_decay)
     epoch = tf.Variable(0, dtype=tf.int64)
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    latest = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if latest is None:
         raise TrainingError(f"{run_dir} has no checkpoint yet; train at least one epoch.")
     checkpoint_for(gan, epoch).restore(latest).assert_existing_objects_matched()
@@ -203,6 +214,9 @@ def train(config, out, resume=False, verbose="auto"):
         config = dataclasses.replace(config, channels=data.dataset_channels(config.dataset))
     if config.batch_size < 1 or config.epochs < 1 or config.steps_per_epoch < 0:
         raise TrainingError("--batch-size and --epochs must be positive, --steps-per-epoch >= 0.")
+    if not 0.0 <= config.ema_decay < 1.0 or config.keep_checkpoints < 0:
+        raise TrainingError("--ema-decay must be in [0, 1) (0: no EMA of G) and "
+                            "--keep-checkpoints >= 0 (0: keep all).")
     _validate_out(out, config, resume)
     strategy = make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
@@ -223,10 +237,12 @@ def train(config, out, resume=False, verbose="auto"):
         )
 
     with strategy.scope():
-        gan = build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed)
+        gan = build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed,
+                        ema_decay=config.ema_decay)
         epoch_var = tf.Variable(0, dtype=tf.int64)
         checkpoint = checkpoint_for(gan, epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(work, "checkpoints"), max_to_keep=3)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(work, "checkpoints"),
+                                         max_to_keep=config.keep_checkpoints or None)
     if resume and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     initial_epoch = int(epoch_var.numpy())
@@ -295,8 +311,15 @@ def load_sessions(run_dir):
 
 
 def save_models(gan, out):
-    """Save G and D as generator.keras and discriminator.keras, each atomically."""
-    for model, name in ((gan.generator, "generator"), (gan.discriminator, "discriminator")):
+    """Save G and D as generator.keras and discriminator.keras, each atomically.
+
+    generator.keras is the EMA G when the run keeps one; the raw G is then
+    raw_generator.keras.
+    """
+    models = [(gan.inference_generator, "generator"), (gan.discriminator, "discriminator")]
+    if gan.ema_generator is not None:
+        models.append((gan.generator, "raw_generator"))
+    for model, name in models:
         final = os.path.join(out, f"{name}.keras")
         tmp = os.path.join(out, f".tmp-{name}.keras")
         model.save(tmp)
