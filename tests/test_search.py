@@ -149,3 +149,21 @@ def test_settings_are_checked(bad):
 
     with pytest.raises(InpaintError):
         SearchSettings(**bad)
+
+
+def test_a_given_initial_z_is_where_the_search_starts(search, fashion_mnist_test_images):
+    """A warm start: zero steps return the given z (clipped to the box); steps lower its loss."""
+    images = tf.constant(fashion_mnist_test_images[:2] * 2 - 1)
+    masks = tf.constant(_batch("center", 2))
+    start = np.random.default_rng(3).uniform(-1.2, 1.2, (4, 100)).astype(np.float32)  # 2 images x 2
+    args = (images, masks, tf.constant(0), tf.constant(0.0), tf.constant(0.05), tf.constant(2), tf.constant(0))
+    result = search.search(*args, initial_z=tf.constant(start))
+    best = result["best_restart"].numpy()
+    np.testing.assert_array_equal(result["z"].numpy(), np.clip(start, -1, 1)[np.arange(2) * 2 + best])
+    moved = search.search(*args[:2], tf.constant(30), *args[3:], initial_z=tf.constant(start))
+    assert np.all(moved["context_loss"].numpy() < result["context_loss"].numpy())
+    chunked = search.run(images, masks, SearchSettings(iterations=30, restarts=2, lam=0.0, learning_rate=0.05),
+                         chunk=10, initial_z=tf.constant(start))
+    np.testing.assert_allclose(chunked["z"].numpy(), moved["z"].numpy(), atol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one row per image and restart"):
+        search.search(*args, initial_z=tf.constant(start[:3]))

@@ -183,12 +183,16 @@ class LatentSearch:
             "best_restart": best,
         }
 
-    def prepare(self, images, masks, restarts, seed):
+    def prepare(self, images, masks, restarts, seed, initial_z=None):
         """Validate inputs, compute W, repeat per restart, and draw z_0.
 
         Args:
             images: float32 [batch, H, W, C] in [-1, 1].
             masks: float32 [batch, H, W, 1], 1 = known.
+            initial_z: optional z_0, float32 [batch * restarts, z_dim] (rows
+                b * restarts ... (b + 1) * restarts - 1 start image b), clipped to
+                [-1, 1]; e.g. an encoder's guess (a warm start). Default: uniform
+                random from `seed`.
         """
         checks = [
             tf.debugging.assert_equal(
@@ -205,27 +209,36 @@ class LatentSearch:
             weights = importance_weights(masks, self.window)
         images = tf.repeat(images, restarts, axis=0)
         weights = tf.repeat(weights, restarts, axis=0)
-        z = self.initial_z(tf.shape(images)[0], seed)
+        if initial_z is None:
+            z = self.initial_z(tf.shape(images)[0], seed)
+        else:
+            rows = tf.debugging.assert_equal(
+                tf.shape(initial_z)[0], tf.shape(images)[0],
+                message="initial_z needs one row per image and restart",
+            )
+            with tf.control_dependencies([rows]):
+                z = tf.clip_by_value(tf.cast(initial_z, tf.float32), -1.0, 1.0)
         never = tf.fill([tf.shape(z)[0]], float("inf"))  # no z visited yet
         return images, weights, (z, tf.zeros_like(z), tf.zeros_like(z), tf.constant(0), z, never)
 
     # --- the whole search ---------------------------------------------------------
 
     @tf.function(reduce_retracing=True)
-    def search(self, images, masks, iterations, lam, learning_rate, restarts, seed):
+    def search(self, images, masks, iterations, lam, learning_rate, restarts, seed, initial_z=None):
         """The whole latent search in one graph.
 
         Args:
             images: float32 [batch, H, W, C] in [-1, 1] (y).
             masks: float32 [batch, H, W, 1], 1 = known (M).
             iterations, restarts, seed: int32 scalars; lam, learning_rate: float32 scalars.
+            initial_z: optional z_0 [batch * restarts, z_dim], as in `prepare`.
 
         Returns:
             dict as `select_best`, plus history float32 [iterations, batch * restarts],
             the loss of every candidate at every step.
         """
         tf.debugging.assert_non_negative(iterations, message="iterations must be >= 0")
-        images, weights, state = self.prepare(images, masks, restarts, seed)
+        images, weights, state = self.prepare(images, masks, restarts, seed, initial_z)
         state, history = self.adam_steps(state, images, weights, iterations, lam, learning_rate)
         result = self.select_best(state, images, weights, lam, restarts)
         result["history"] = history
@@ -234,9 +247,9 @@ class LatentSearch:
     # The search in pieces, each one graph: `run` strings them together with progress.
 
     @tf.function(reduce_retracing=True)
-    def start(self, images, masks, restarts, seed):
+    def start(self, images, masks, restarts, seed, initial_z=None):
         """`prepare` as a graph: (tiled images, tiled W, Adam state)."""
-        return self.prepare(images, masks, restarts, seed)
+        return self.prepare(images, masks, restarts, seed, initial_z)
 
     @tf.function(reduce_retracing=True)
     def advance(self, state, images, weights, iterations, lam, learning_rate):
@@ -248,7 +261,7 @@ class LatentSearch:
         """`select_best` as a graph."""
         return self.select_best(state, images, weights, lam, restarts)
 
-    def run(self, images, masks, settings=SearchSettings(), chunk=100, progress=None):
+    def run(self, images, masks, settings=SearchSettings(), chunk=100, progress=None, initial_z=None):
         """The search in chunks of `chunk` iterations, calling `progress(done, total)`.
 
         Same arguments and result as `search` (eager tensors), with settings from a
@@ -260,7 +273,7 @@ class LatentSearch:
         lam = tf.constant(settings.lam, tf.float32)
         lr = tf.constant(settings.learning_rate, tf.float32)
         restarts = tf.constant(settings.restarts, tf.int32)
-        tiled, weights, state = self.start(images, masks, restarts, tf.constant(settings.seed))
+        tiled, weights, state = self.start(images, masks, restarts, tf.constant(settings.seed), initial_z)
         history, done = [], 0
         while done < settings.iterations:
             n = min(chunk, settings.iterations - done)
