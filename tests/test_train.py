@@ -178,26 +178,3 @@ def test_nan_losses_stop_training_and_keep_the_last_good_checkpoint(tmp_path):
     restored = build_gan(28, 1, width=8, seed=0)
     training.checkpoint_for(restored).restore(manager.latest_checkpoint)
     assert all(np.all(np.isfinite(w.numpy())) for w in restored.generator.weights)
-
-
-def test_learning_rates_decay_linearly_to_zero_over_the_last_epochs(tmp_path):
-    """4 epochs of 2 steps, decay over the last 2: constant, then 1, 3/4, 1/2, 1/4 of the base."""
-    from tf_semantic_inpaint.gan import LEARNING_RATE
-
-    config = dataclasses.replace(TINY_RUN, epochs=4, steps_per_epoch=2, lr_decay_epochs=2)
-    seen = []
-
-    class Spy(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            seen.append((float(self.model.g_optimizer.learning_rate.numpy()),
-                         float(self.model.d_optimizer.learning_rate.numpy())))
-
-    decay = training._LinearDecay(2, 4)
-    gan = build_gan(28, 1, width=8, seed=0)
-    data = tf.data.Dataset.from_tensor_slices(np.zeros((8, 8, 28, 28, 1), np.float32)).repeat()
-    gan.fit(data, epochs=4, steps_per_epoch=2, verbose=0, callbacks=[decay, Spy()])
-    factors = [g / LEARNING_RATE for g, d in seen]
-    np.testing.assert_allclose(factors, [1, 1, 1, 1, 1, 0.75, 0.5, 0.25], rtol=1e-6)
-    assert all(g == d for g, d in seen)
-    with pytest.raises(training.TrainingError, match="--lr-decay-epochs"):
-        training.train(dataclasses.replace(config, lr_decay_epochs=5), str(tmp_path / "r"), verbose=0)

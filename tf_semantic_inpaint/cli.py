@@ -121,8 +121,6 @@ def prepare(dataset, data_dir):
                    "0 = none.")
 @click.option("--keep-checkpoints", type=int, default=3, show_default=True,
               help="Newest checkpoints to keep; 0 keeps every epoch's (to choose one by validation).")
-@click.option("--lr-decay-epochs", type=int, default=0, show_default=True,
-              help="Decay both learning rates linearly to 0 over the last N epochs; 0 = constant (DCGAN).")
 @click.pass_context
 @_user_errors
 def train(ctx, out, resume, **options):

@@ -17,7 +17,6 @@ import tensorflow as tf
 
 from tf_semantic_inpaint.models import Discriminator, Generator
 
-LEARNING_RATE = 2e-4  # DCGAN's Adam(2e-4, beta_1=0.5), for both G and D
 # Decay of the EMA of G's weights: a half-life of ln 2 / 0.001 = 693 steps, 0.8 of an epoch
 # of Fashion-MNIST at batch 64 (890 steps), long enough to smooth the step-to-step
 # oscillation, short enough to follow G through 20+ epochs (ProGAN's value).
@@ -82,8 +81,8 @@ class DCGAN(keras.Model):
     def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
         """Attach the two optimizers; defaults are DCGAN's Adam(2e-4, beta_1=0.5)."""
         super().compile(**kwargs)
-        self.d_optimizer = d_optimizer or keras.optimizers.Adam(LEARNING_RATE, beta_1=0.5)
-        self.g_optimizer = g_optimizer or keras.optimizers.Adam(LEARNING_RATE, beta_1=0.5)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
         # Create the slot variables now, so checkpoints written before the first
         # step and restored after it hold the same variables.
         self.d_optimizer.build(self.discriminator.trainable_variables)

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from tf_semantic_inpaint import data
 from tf_semantic_inpaint.errors import InpaintError
-from tf_semantic_inpaint.gan import EMA_DECAY, LEARNING_RATE, build_gan
+from tf_semantic_inpaint.gan import EMA_DECAY, build_gan
 from tf_semantic_inpaint.images import grid, write_bytes_atomic, write_image
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -58,7 +58,6 @@ class TrainConfig:
     command: str = ""
     ema_decay: float = EMA_DECAY  # 0: no EMA of G (runs from before the EMA existed)
     keep_checkpoints: int = 3  # newest checkpoints kept; 0 keeps every epoch's (to choose one)
-    lr_decay_epochs: int = 0  # decay both learning rates linearly to 0 over the last N epochs; 0: constant
 
     def model_fields(self):
         return {k: getattr(self, k) for k in _MODEL_FIELDS}
@@ -130,28 +129,6 @@ class _SampleGrid(keras.callbacks.Callback):
         images = self.model.inference_generator(self.z, training=False).numpy() * 0.5 + 0.5
         scale = max(1, 64 // images.shape[1])
         write_image(os.path.join(self.folder, f"epoch_{epoch + 1:03d}.png"), grid(images, scale=scale))
-
-
-class _LinearDecay(keras.callbacks.Callback):
-    """Both learning rates fall linearly to 0 over the last `decay_epochs` of `epochs`.
-
-    Set before every batch from the epoch and batch numbers, so a resumed run
-    continues the same schedule; the optimizers' own learning-rate variables carry
-    it, so checkpoints are those of a constant-rate run.
-    """
-
-    def __init__(self, decay_epochs, epochs, base=LEARNING_RATE):
-        super().__init__()
-        self.decay_epochs, self.epochs, self.base, self.epoch = decay_epochs, epochs, base, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        steps = self.params["steps"]
-        left = (self.epochs * steps - (self.epoch * steps + batch)) / (self.decay_epochs * steps)
-        for optimizer in (self.model.g_optimizer, self.model.d_optimizer):
-            optimizer.learning_rate.assign(self.base * min(1.0, left))
 
 
 class _StopOnNaN(keras.callbacks.Callback):
@@ -240,8 +217,6 @@ def train(config, out, resume=False, verbose="auto"):
     if not 0.0 <= config.ema_decay < 1.0 or config.keep_checkpoints < 0:
         raise TrainingError("--ema-decay must be in [0, 1) (0: no EMA of G) and "
                             "--keep-checkpoints >= 0 (0: keep all).")
-    if not 0 <= config.lr_decay_epochs <= config.epochs:
-        raise TrainingError("--lr-decay-epochs must be between 0 (constant) and --epochs.")
     _validate_out(out, config, resume)
     strategy = make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
@@ -289,8 +264,6 @@ def train(config, out, resume=False, verbose="auto"):
             _SampleGrid(os.path.join(work, "samples"), fixed_z),
             keras.callbacks.TensorBoard(os.path.join(work, "logs"), write_graph=False),
         ]
-        if config.lr_decay_epochs:
-            callbacks.append(_LinearDecay(config.lr_decay_epochs, config.epochs))
         started = time.time()
         try:
             gan.fit(
