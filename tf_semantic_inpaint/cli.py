@@ -127,6 +127,11 @@ def prepare(dataset, data_dir):
                    "(the missing pixels' has weight 1) [default: 1].")
 @click.option("--adversarial-weight", type=float, default=None,
               help="Context encoder only: λ_adv of the joint loss [default: Pathak et al.'s 0.001].")
+@click.option("--ema-decay", type=float, default=0.999, show_default=True,
+              help="Decay of the moving average of G's weights, the G that is saved and exported; "
+                   "0 = none.")
+@click.option("--keep-checkpoints", type=int, default=3, show_default=True,
+              help="Newest checkpoints to keep; 0 keeps every epoch's (to choose one by validation).")
 @click.pass_context
 @_user_errors
 def train(ctx, out, resume, **options):
@@ -162,6 +167,52 @@ def train(ctx, out, resume, **options):
              "judge": "the judge"}[config.model]
     click.echo(f"Trained {config.epochs} epochs; {saved} saved in {out}. "
                f"Next: tfinpaint export {out} --out saved_models/NAME")
+
+
+@main.command("train-encoder")
+@click.option("--generator", required=True, type=click.Path(file_okay=False),
+              help="The GAN run (--out of `tfinpaint train`) whose G the encoder serves.")
+@click.option("--generator-epoch", type=int, default=0, show_default=True,
+              help="Use that run's checkpoint of this epoch; 0 = its final G.")
+@click.option("--width", type=int, default=64, show_default=True, help="Channels of E's first convolution.")
+@click.option("--epochs", type=int, default=10, show_default=True, help="Total epochs (also when resuming).")
+@click.option("--batch-size", type=int, default=64, show_default=True,
+              help="Real images per step (as many samples of G are added).")
+@click.option("--steps-per-epoch", type=int, default=0, show_default=True,
+              help="Batches per epoch; 0 means one pass over the training split.")
+@click.option("--learning-rate", type=float, default=5e-4, show_default=True)
+@click.option("--latent-weight", type=float, default=0.1, show_default=True,
+              help="Weight of ||E - z||^2 on G's own samples.")
+@click.option("--keep-checkpoints", type=int, default=3, show_default=True, help="0 keeps every epoch's.")
+@click.option("--data-dir", default=None, help="tfds data dir.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Encoder run directory.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+@_user_errors
+def train_encoder(ctx, out, resume, **options):
+    """Train an encoder E(y*M, M) -> z for warm starts of the latent search.
+
+    E learns, on G's own samples and on real training images under the paper's four
+    masks, the z from which G draws the masked image; G stays frozen. Example:
+
+        tfinpaint train-encoder --generator runs/fmnist --epochs 10 --out runs/fmnist_encoder
+    """
+    _import_tensorflow_quietly()
+    import dataclasses
+
+    from tf_semantic_inpaint import encoder as encoding
+
+    options["data_dir"] = options["data_dir"] or ""
+    given = {k: v for k, v in options.items()
+             if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT}
+    if resume and os.path.isfile(os.path.join(out, "run.json")):
+        config = dataclasses.replace(encoding.load_encoder_config(out), **given)
+    else:
+        config = encoding.EncoderConfig(**options)
+    config = dataclasses.replace(config, command=" ".join(["tfinpaint"] + sys.argv[1:]))
+    encoding.train_encoder(config, out, resume=resume)
+    click.echo(f"Trained the encoder {config.epochs} epochs; saved in {out}/encoder.keras.")
 
 
 @main.command()

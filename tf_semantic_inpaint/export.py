@@ -407,24 +407,28 @@ class InpaintingModule(tf.Module):
 # --- Export of a training run ---------------------------------------------------------------
 
 
-def load_trained_models(run_dir):
+def load_trained_models(run_dir, raw=False):
     """(generator, discriminator, run config) of a training run.
 
     Uses the final generator.keras / discriminator.keras, or the newest checkpoint
-    when training stopped early. For a context-encoder run the "generator" is F.
+    when training stopped early. For a DCGAN run the generator is the moving average of
+    G's weights when the run keeps one (the better sampler); raw=True gives the last
+    iterate. For a context-encoder run the "generator" is F.
     """
     from tf_semantic_inpaint import context_encoder  # noqa: F401  (registers ContextEncoder)
     from tf_semantic_inpaint import train as training
     from tf_semantic_inpaint.models import Discriminator, Generator  # noqa: F401  (registers classes)
 
     config = training.load_run_config(run_dir)
-    final = [os.path.join(run_dir, f"{n}.keras") for n in ("generator", "discriminator")]
+    g_name = "raw_generator" if raw and config.ema_decay else "generator"
+    final = [os.path.join(run_dir, f"{n}.keras") for n in (g_name, "discriminator")]
     if all(os.path.isfile(p) for p in final):
         generator, discriminator = (keras.saving.load_model(p) for p in final)
         epochs = config.epochs
     else:
         gan, config, epochs = training.restore_gan(run_dir)
-        generator, discriminator = gan.generator, gan.discriminator
+        generator = gan.generator if raw else getattr(gan, "inference_generator", gan.generator)
+        discriminator = gan.discriminator
     return generator, discriminator, dataclasses.replace(config, epochs=epochs)
 
 
@@ -489,6 +493,7 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **module.card(),
         "width": generator.width,
+        "ema_decay": config.ema_decay,  # the exported G is the EMA of G's weights when > 0
         "dataset": config.dataset,
         "training_command": config.command,
         "epochs": config.epochs,

@@ -7,13 +7,15 @@ classifier behind the semantic metrics, see judge.py).
 A run directory holds:
     run.json          the configuration (what `tfinpaint export` reads back)
     sessions.json     every `train` invocation: command, start, seconds, epochs done
-    checkpoints/      tf.train checkpoints of G, D, both optimizers and the epoch
-    samples/          epoch_001.png, ...: G(z) for a fixed z, in inference mode (for a
-                      context encoder: masked input | completion | truth of validation images)
+    checkpoints/      tf.train checkpoints of G, D, the EMA of G, both optimizers and the epoch
+    samples/          epoch_001.png, ...: G(z) for a fixed z, in inference mode (the EMA G;
+                      for a context encoder: masked input | completion | truth of
+                      validation images)
     logs/             TensorBoard
-    generator.keras, discriminator.keras   the final models (generator.keras holds the
+    generator.keras, discriminator.keras   the final models (generator = the EMA G; the
                       context encoder F for a context-encoder run; a judge run has
                       judge.keras and no samples)
+    raw_generator.keras                    the last iterate of G (when there is an EMA)
 """
 
 import dataclasses
@@ -31,13 +33,13 @@ import tensorflow as tf
 
 from tf_semantic_inpaint import data
 from tf_semantic_inpaint.errors import InpaintError
-from tf_semantic_inpaint.gan import build_gan
+from tf_semantic_inpaint.gan import EMA_DECAY, build_gan
 from tf_semantic_inpaint.images import grid, write_bytes_atomic, write_image
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 MODELS = ("dcgan", "context-encoder", "judge")
 # Fields that fix the model; a resumed run must agree on them.
-_MODEL_FIELDS = ("model", "dataset", "resolution", "channels", "z_dim", "width")
+_MODEL_FIELDS = ("model", "dataset", "resolution", "channels", "z_dim", "width", "ema_decay")
 # Settings of the context encoder's training only (context_encoder.py gives the defaults).
 _CONTEXT_ENCODER_FIELDS = ("learning_rate", "known_weight", "adversarial_weight")
 
@@ -71,6 +73,8 @@ class TrainConfig:
     learning_rate: float | None = None
     known_weight: float | None = None
     adversarial_weight: float | None = None
+    ema_decay: float = EMA_DECAY  # 0: no EMA of G (runs from before the EMA existed)
+    keep_checkpoints: int = 3  # newest checkpoints kept; 0 keeps every epoch's (to choose one)
 
     def model_fields(self):
         return {k: getattr(self, k) for k in _MODEL_FIELDS}
@@ -139,7 +143,7 @@ class _SampleGrid(keras.callbacks.Callback):
         self.folder, self.z = folder, z
 
     def on_epoch_end(self, epoch, logs=None):
-        images = self.model.generator(self.z, training=False).numpy() * 0.5 + 0.5
+        images = self.model.inference_generator(self.z, training=False).numpy() * 0.5 + 0.5
         scale = max(1, 64 // images.shape[1])
         write_image(os.path.join(self.folder, f"epoch_{epoch + 1:03d}.png"), grid(images, scale=scale))
 
@@ -194,7 +198,8 @@ def build_model(config):
             config.resolution, config.channels, config.width, config.learning_rate,
             config.known_weight, config.adversarial_weight,
         )
-    return build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed)
+    return build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed,
+                     ema_decay=config.ema_decay)
 
 
 def _training_data(config, seed):
@@ -228,15 +233,22 @@ def load_run_config(run_dir):
     if not os.path.isfile(path):
         raise TrainingError(f"{run_dir} is not a training run (no run.json); train one first.")
     with open(path) as f:
-        return TrainConfig(**json.load(f))
+        fields = json.load(f)
+    fields.setdefault("ema_decay", 0.0)  # run.json written before the EMA existed
+    return TrainConfig(**fields)
 
 
-def restore_gan(run_dir):
-    """(gan, config, epoch) from the newest checkpoint of `run_dir`."""
+def restore_gan(run_dir, checkpoint=None):
+    """(gan, config, epoch) from the newest checkpoint of `run_dir`, or from `checkpoint`.
+
+    Args:
+        checkpoint: a checkpoint prefix (e.g. RUN/checkpoints/ckpt-12) to restore
+            instead of the newest, e.g. to choose an epoch by validation.
+    """
     config = load_run_config(run_dir)
     gan = build_model(config)
     epoch = tf.Variable(0, dtype=tf.int64)
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    latest = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if latest is None:
         raise TrainingError(f"{run_dir} has no checkpoint yet; train at least one epoch.")
     checkpoint_for(gan, epoch).restore(latest).assert_existing_objects_matched()
@@ -265,6 +277,9 @@ def train(config, out, resume=False, verbose="auto"):
         config = dataclasses.replace(config, channels=data.dataset_channels(config.dataset))
     if config.batch_size < 1 or config.epochs < 1 or config.steps_per_epoch < 0:
         raise TrainingError("--batch-size and --epochs must be positive, --steps-per-epoch >= 0.")
+    if not 0.0 <= config.ema_decay < 1.0 or config.keep_checkpoints < 0:
+        raise TrainingError("--ema-decay must be in [0, 1) (0: no EMA of G) and "
+                            "--keep-checkpoints >= 0 (0: keep all).")
     _validate_out(out, config, resume)
     strategy = make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
@@ -285,7 +300,8 @@ def train(config, out, resume=False, verbose="auto"):
         gan = build_model(config)
         epoch_var = tf.Variable(0, dtype=tf.int64)
         checkpoint = checkpoint_for(gan, epoch_var)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(work, "checkpoints"), max_to_keep=3)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(work, "checkpoints"),
+                                         max_to_keep=config.keep_checkpoints or None)
     if resume and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     initial_epoch = int(epoch_var.numpy())
@@ -368,10 +384,17 @@ def load_sessions(run_dir):
 
 
 def save_models(gan, out):
-    """Save G and D as generator.keras and discriminator.keras (a judge as judge.keras), atomically."""
-    parts = ((gan.generator, "generator"), (gan.discriminator, "discriminator")) if hasattr(
-        gan, "generator") else ((gan, "judge"),)
-    for model, name in parts:
+    """Save the final models atomically: G (the EMA G when the run keeps one), D and the
+    raw G as generator.keras, discriminator.keras and raw_generator.keras; a judge as
+    judge.keras."""
+    if not hasattr(gan, "generator"):
+        models = [(gan, "judge")]
+    else:
+        models = [(getattr(gan, "inference_generator", gan.generator), "generator"),
+                  (gan.discriminator, "discriminator")]
+        if getattr(gan, "ema_generator", None) is not None:
+            models.append((gan.generator, "raw_generator"))
+    for model, name in models:
         final = os.path.join(out, f"{name}.keras")
         tmp = os.path.join(out, f".tmp-{name}.keras")
         model.save(tmp)
