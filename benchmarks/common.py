@@ -63,8 +63,8 @@ def machine():
 
 def save(name, result):
     """Write benchmarks/results/NAME.json and return its path."""
-    os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"{name}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)  # NAME may hold a subfolder
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print(f"saved {path}")

@@ -79,6 +79,46 @@ def _debian_images(prefix):
     return read_idx(path)[..., np.newaxis].astype(np.float32) / 255.0
 
 
+@pytest.fixture(scope="session")
+def tiny_judge_run(tmp_path_factory):
+    """A judge run (`train --model judge`) of 150 steps on real Fashion-MNIST: (run dir, judge)."""
+    from tf_semantic_inpaint import train as training
+
+    out = str(tmp_path_factory.mktemp("judge") / "run")
+    config = training.TrainConfig(model="judge", epochs=1, steps_per_epoch=150, batch_size=64, seed=1,
+                                  command="tfinpaint train --model judge --epochs 1 --steps-per-epoch 150")
+    return out, training.train(config, out, verbose=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_judge_export(tiny_judge_run, tmp_path_factory):
+    """The tiny judge exported as a model base with version 1."""
+    from tf_semantic_inpaint.judge import export_judge
+
+    base = str(tmp_path_factory.mktemp("judge_export") / "judge")
+    export_judge(tiny_judge_run[0], base)
+    return base
+
+
+@pytest.fixture(scope="session")
+def tiny_context_encoder(fashion_mnist_train_images):
+    """A ContextEncoderGAN at 28x28x1, width 8, trained 200 steps on real Fashion-MNIST.
+
+    Briefly trained so that its completions are real ones (an untrained network fills grey).
+    """
+    import keras
+    import tensorflow as tf
+
+    from tf_semantic_inpaint.context_encoder import build_context_encoder, mask_batches
+
+    keras.utils.set_random_seed(2)
+    model = build_context_encoder(28, 1, width=8, learning_rate=1e-3)
+    images = fashion_mnist_train_images[:9600] * 2.0 - 1.0
+    batches = tf.data.Dataset.from_tensor_slices(images).shuffle(9600, seed=2).batch(32, drop_remainder=True)
+    model.fit(mask_batches(batches.repeat(), seed=2), epochs=1, steps_per_epoch=200, verbose=0)
+    return model
+
+
 @pytest.fixture(scope="module")
 def server(tiny_export):
     """`tfinpaint serve` of the tiny export on a loopback ephemeral port, for one test module."""
@@ -97,3 +137,23 @@ def batch(fashion_mnist_test_images):
     images = fashion_mnist_test_images[:3]
     masks = np.stack([make_mask(kind, 28, 28, seed=i) for i, kind in enumerate(["center", "pattern", "random"])])
     return images, masks
+
+
+@pytest.fixture(scope="session")
+def tiny_context_encoder_export(tiny_context_encoder, tmp_path_factory):
+    """The tiny context encoder as `tfinpaint train` leaves a run, exported: (model base, run dir)."""
+    import dataclasses
+    import json
+
+    from tf_semantic_inpaint.export import export
+    from tf_semantic_inpaint.train import TrainConfig
+
+    run = tmp_path_factory.mktemp("ce_run")
+    tiny_context_encoder.generator.save(run / "generator.keras")
+    tiny_context_encoder.discriminator.save(run / "discriminator.keras")
+    config = TrainConfig(model="context-encoder", width=8, epochs=1, learning_rate=1e-3, known_weight=1.0,
+                         adversarial_weight=0.001, command="tfinpaint train --model context-encoder --width 8")
+    (run / "run.json").write_text(json.dumps(dataclasses.asdict(config)))
+    base = str(tmp_path_factory.mktemp("ce_export") / "ce")
+    export(str(run), base)
+    return base, str(run)

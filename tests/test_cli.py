@@ -97,6 +97,20 @@ def test_train_resume_and_export_write_what_they_say(cli_run):
     assert again.exit_code == 1 and "holds a different run" in again.output
 
 
+@pytest.mark.slow
+def test_train_encoder_against_a_trained_run(cli_run):
+    run, out = cli_run / "run", cli_run / "encoder"
+    args = ["--generator", run, "--width", "8", "--batch-size", "16", "--steps-per-epoch", "2", "--out", out]
+    result = invoke("train-encoder", *args, "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert (out / "encoder.keras").is_file() and (out / "samples" / "epoch_001.png").is_file()
+    again = invoke("train-encoder", *args)
+    assert again.exit_code == 1 and "--resume" in again.output and "Traceback" not in again.output
+    missing = invoke("train-encoder", "--generator", cli_run / "nothing", "--out", cli_run / "e2")
+    assert missing.exit_code == 1 and "not a GAN run" in missing.output
+    assert not (cli_run / "e2").exists()
+
+
 def _real_image(tmp_path, fashion_mnist_test_images, index=0, size=None):
     image = (fashion_mnist_test_images[index, ..., 0] * 255).astype(np.uint8)
     if size:

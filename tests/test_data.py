@@ -155,3 +155,42 @@ def test_unreadable_image_in_folder_is_skipped(tmp_path):
     (tmp_path / "imgs" / "broken.png").write_bytes(b"not a png")
     ds, count = data.load_images(str(tmp_path / "imgs"), "all", 16)
     assert count == 4 and len(list(ds.as_numpy_iterator())) == 3
+
+
+# --- Labels (the judge and the semantic metrics) ------------------------------------
+
+
+def test_labelled_images_follow_load_images_order_with_the_debian_labels(prepared):
+    """Image i of the labelled test split is image i of load_images, with its Debian label."""
+    plain, count = data.load_images("fashion_mnist", "test", 28)
+    labelled, labelled_count = data.load_labelled_images("fashion_mnist", "test", 28)
+    assert labelled_count == count == 10_000
+    images = np.stack(list(plain.take(300).as_numpy_iterator()))
+    pairs = list(labelled.take(300).as_numpy_iterator())
+    np.testing.assert_array_equal(np.stack([x for x, _ in pairs]), images)
+    labels = np.array([y for _, y in pairs])
+    np.testing.assert_array_equal(labels, np.fromiter(data.load_labels("fashion_mnist", "test").take(300)
+                                                      .as_numpy_iterator(), np.int64))
+    debian_images = data.read_idx(data.DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz")
+    debian_labels = data.read_idx(data.DEBIAN_FASHION_MNIST / "t10k-labels-idx1-ubyte.gz")
+    by_pixels = {img.tobytes(): int(lab) for img, lab in zip(debian_images, debian_labels)}
+    pixels = np.round((images[..., 0] + 1) * 127.5).astype(np.uint8)
+    assert [by_pixels[p.tobytes()] for p in pixels] == labels.tolist()
+    assert set(labels.tolist()) == set(range(10))
+
+
+def test_class_names_and_labelled_training_batches(prepared):
+    assert data.class_names("fashion_mnist")[:3] == ["T-shirt/top", "Trouser", "Pullover"]
+    ds, steps = data.labelled_training_dataset("fashion_mnist", 28, batch_size=32, seed=0)
+    assert steps == 57_000 // 32
+    images, labels = next(iter(ds))
+    assert images.shape == (32, 28, 28, 1) and labels.shape == (32,) and labels.dtype == tf.int64
+
+
+def test_datasets_without_labels_say_so(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8), np.uint8))
+    assert data.has_labels("fashion_mnist") and not data.has_labels("celeb_a")
+    assert not data.has_labels(str(tmp_path))
+    for dataset in ("celeb_a", str(tmp_path)):
+        with pytest.raises(data.DataError, match="no class labels"):
+            data.load_labelled_images(dataset, "train", 28)

@@ -29,8 +29,9 @@ def searches():
 
 
 @pytest.fixture(scope="module")
-def report(tiny_export, truth, searches):
-    """Every method on every mask kind, plus an oracle that returns the ground truth."""
+def report(tiny_export, tiny_context_encoder_export, tiny_judge_export, truth, searches):
+    """Every method (the tiny context encoder's too) on every mask kind, plus an oracle that
+    returns the ground truth; judged by the tiny judge."""
     from tf_semantic_inpaint.local import LocalModel
 
     model = LocalModel(tiny_export)
@@ -44,7 +45,8 @@ def report(tiny_export, truth, searches):
         return matches[0]
 
     return evaluate.evaluate(model, n=N, batch_size=BATCH, train_images_limit=500,
-                             extra_methods={"oracle": oracle}, progress=False)
+                             extra_methods={"oracle": oracle}, progress=False,
+                             context_encoder=tiny_context_encoder_export[0], judge=tiny_judge_export)
 
 
 ALL = evaluate.METHODS + ("oracle",)
@@ -192,3 +194,106 @@ def test_other_datasets_at_the_models_resolution(tiny_export, tmp_path, monkeypa
     assert "luminance" in result.to_markdown()
     assert result.train_images == (4, 4)
     assert all(math.isfinite(result.scores[m]["center"].psnr) for m in result.methods)
+    assert not result.has_semantics  # CelebA has no class labels: evaluated without a judge
+
+
+# --- Semantic metrics (the judge) ------------------------------------------------------
+
+
+def _tables(markdown):
+    """Every Markdown table as a list of rows of cells (header first, separator dropped)."""
+    tables, current = [], []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append([c.strip() for c in line.strip("|").split("|")])
+        elif current:
+            tables.append([current[0]] + current[2:])
+            current = []
+    return tables
+
+
+def test_semantic_accuracy_and_frechet_distance_per_method_and_mask(report, truth, tiny_judge_export):
+    from tf_semantic_inpaint.judge import LoadedJudge
+
+    judge = LoadedJudge(tiny_judge_export)
+    labels = evaluate.evaluation_labels("fashion_mnist", "test", N)
+    logits, _ = judge.classify(truth)
+    ceiling = report.semantic_bounds["uncorrupted"]
+    assert ceiling["accuracy"] == pytest.approx(metrics.semantic_accuracy(logits, labels), abs=1e-4)
+    assert report.reference_images == (N, evaluate.REFERENCE_IMAGES)  # real test images never evaluated
+    for method in ALL:
+        for kind in MASK_TYPES:
+            cell = report.scores[method][kind]
+            assert len(cell.correct_per_image) == N
+            assert cell.semantic_accuracy == pytest.approx(np.mean(cell.correct_per_image), abs=1e-4)
+            assert math.isfinite(cell.frechet_distance) and cell.frechet_distance >= 0
+    # The oracle returns the truth: exactly the ceiling's accuracy and distance.
+    for kind in MASK_TYPES:
+        assert report.scores["oracle"][kind].semantic_accuracy == ceiling["accuracy"]
+        assert report.scores["oracle"][kind].frechet_distance == ceiling["frechet_distance"]
+
+
+def test_semantic_table_and_json(report):
+    tables = _tables(report.to_markdown())
+    semantic = next(t for t in tables if t[0] == ["method", *MASK_TYPES] and "/" in t[1][1] and "." in t[1][1]
+                    and t is not tables[0])
+    rows = {row[0]: row[1:] for row in semantic[1:]}
+    assert list(rows) == list(ALL) + ["*uncorrupted (ceiling)*", "*masked input, hole black*"]
+    oracle = report.scores["oracle"]["center"]
+    assert rows["oracle"][0] == f"{100 * oracle.semantic_accuracy:.1f} / {oracle.frechet_distance:.2f}"
+    assert "not Inception FID" in report.to_markdown()
+    result = json.loads(json.dumps(report.to_json(), allow_nan=False))
+    assert result["judge"]["card"]["kind"] == "judge"
+    assert result["frechet_reference_images"] == {"first": N, "count": evaluate.REFERENCE_IMAGES}
+    cell = result["results"]["ours"]["half"]
+    assert {"semantic_accuracy", "frechet_distance", "correct_per_image"} <= set(cell)
+    assert set(result["semantic_bounds"]["masked"]) == set(MASK_TYPES)
+
+
+def test_paired_differences_against_the_context_encoder_and_nearest_neighbour(report):
+    assert report.paired_pairs() == [("ours_blend", "context_encoder"), ("ours_blend", "nearest_neighbour")]
+    first, second = report.paired_pairs()[-1]
+    a = np.array(report.scores[first]["pattern"].psnr_per_image)
+    b = np.array(report.scores[second]["pattern"].psnr_per_image)
+    mean, error, share = report.paired(first, second, "pattern")
+    assert mean == pytest.approx(np.mean(a - b)) and share == pytest.approx(np.mean(a > b))
+    assert error == pytest.approx(np.std(a - b, ddof=1) / np.sqrt(N))
+    assert f"{mean:+.2f} ± {error:.2f}" in report.to_markdown()
+    assert set(report.to_json()["paired_psnr"]) == {"ours_blend - context_encoder", "ours_blend - nearest_neighbour"}
+    assert "| ours_blend − context_encoder |" in report.to_markdown()
+
+
+def test_without_a_judge_there_are_no_semantic_columns(tiny_export):
+    result = evaluate.evaluate(tiny_export, n=3, masks=["center"], methods=["telea"], judge=False,
+                               context_encoder=False, progress=False)
+    assert not result.has_semantics and result.scores["telea"]["center"].semantic_accuracy is None
+    assert "Semantic accuracy" not in result.to_markdown()
+    assert "semantic_accuracy" not in result.to_json()["results"]["telea"]["center"]
+
+
+# --- The context encoder's rows ------------------------------------------------------------
+
+
+def test_context_encoder_rows_are_its_exported_completions(report, tiny_context_encoder_export):
+    from tf_semantic_inpaint.inpaint import inpaint_batch
+    from tf_semantic_inpaint.local import LocalModel
+
+    base, _ = tiny_context_encoder_export
+    model = LocalModel(base)
+    assert report.context_encoder["card"]["model"] == "context-encoder"
+    assert report.context_encoder["path"].endswith(os.path.join("ce", "1"))
+    for kind in MASK_TYPES:
+        example = report.examples[kind]
+        given = list(example["truth"] * example["mask"])
+        expected = inpaint_batch(given, list(example["mask"]), model, blend=False)
+        np.testing.assert_array_equal(example["outputs"]["context_encoder"], np.stack([r.completed for r in expected]))
+        assert report.scores["context_encoder"][kind].known_kept
+    assert report.seconds["context_encoder"] > 0
+
+
+def test_context_encoder_asked_for_but_missing_or_not_one(tiny_export):
+    with pytest.raises(InpaintError, match="no context encoder for fashion_mnist"):
+        evaluate.evaluate(tiny_export, n=2, methods=["context_encoder"], context_encoder=False, progress=False)
+    with pytest.raises(InpaintError, match="is a dcgan model, not a context encoder"):
+        evaluate.evaluate(tiny_export, n=2, methods=["context_encoder"], context_encoder=tiny_export,
+                          progress=False)

@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_semantic_inpaint.gan import build_gan
@@ -30,6 +31,44 @@ def test_one_fit_step_changes_both_g_and_d():
     assert all(changed_g) and all(changed_d)
     assert int(gan.g_optimizer.iterations.numpy()) == 1
     assert int(gan.d_optimizer.iterations.numpy()) == 1
+
+
+def _values(model):
+    return [w.numpy().copy() for w in model.weights]
+
+
+def test_ema_generator_is_the_moving_average_of_every_weight_of_g():
+    """After a step: ema = d ema_before + (1 - d) G_after, batch-norm statistics included."""
+    gan = build_gan(28, 1, width=8, seed=0, ema_decay=0.999)
+    assert gan.inference_generator is gan.ema_generator
+    assert not gan.ema_generator.trainable_weights  # only the average moves it
+    for a, b in zip(_values(gan.ema_generator), _values(gan.generator)):
+        np.testing.assert_array_equal(a, b)  # it starts as a copy of G
+
+    def step_and_check(expected_decay):
+        before = _values(gan.ema_generator)
+        gan.fit(_dataset(), epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+        after_g, after_ema = _values(gan.generator), _values(gan.ema_generator)
+        names = [w.path for w in gan.generator.weights]
+        assert any("moving_mean" in n for n in names) and any("moving_variance" in n for n in names)
+        for name, old, new, ema in zip(names, before, after_g, after_ema):
+            assert not np.array_equal(old, new), f"{name} did not move, the check would be vacuous"
+            np.testing.assert_allclose(
+                ema, expected_decay * old + (1 - expected_decay) * new, rtol=1e-5, atol=1e-7, err_msg=name
+            )
+
+    step_and_check(0.1)  # the first update: warm-up decay (1 + 0) / (10 + 0)
+    assert float(gan.ema_decay_after(4)) == pytest.approx(5 / 14)
+    gan.g_optimizer.iterations.assign(100_000)  # long after the warm-up: the decay itself
+    step_and_check(0.999)
+
+
+def test_no_ema_means_the_raw_generator_is_the_inference_generator():
+    gan = build_gan(28, 1, width=8, seed=0, ema_decay=0.0)
+    assert gan.ema_generator is None and gan.inference_generator is gan.generator
+    gan.fit(_dataset(), epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+    with pytest.raises(ValueError, match="ema_decay"):
+        build_gan(28, 1, width=8, ema_decay=1.0)
 
 
 def test_discriminator_learns_to_separate_real_from_generated():
@@ -59,8 +98,11 @@ MIRRORED_SCRIPT = textwrap.dedent(
         init = np.load("init.npz")
         for i, w in enumerate(gan.generator.weights + gan.discriminator.weights):
             w.assign(init[f"w{i}"])
+        for average, w in zip(gan.ema_generator.weights, gan.generator.weights):
+            average.assign(w)  # the EMA starts from the same G as well
         gan.fit(data, epochs=1, verbose=0, shuffle=False)
-        return [w.numpy() for w in gan.generator.weights + gan.discriminator.weights]
+        models = (gan.generator, gan.discriminator, gan.ema_generator)
+        return [w.numpy() for m in models for w in m.weights]
 
     seed_gan = build_gan(28, 1, width=8, seed=0)
     np.savez("init.npz", **{f"w{i}": w.numpy() for i, w in
@@ -71,7 +113,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     b = one_step(mirrored)
     init = np.load("init.npz")
     worst = max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
-    moved = max(float(np.max(np.abs(x - init[f"w{i}"]))) for i, x in enumerate(a))
+    moved = max(float(np.max(np.abs(x - init[f"w{i}"]))) for i, x in enumerate(a[: len(init.files)]))
     print(f"max difference {worst:.3g}, max change {moved:.3g}")
     assert moved > 1e-4, "the step did not change the weights"
     assert worst < 1e-5, worst

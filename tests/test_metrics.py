@@ -86,3 +86,44 @@ def test_ssim_batch_and_tiny_images():
     assert metrics.ssim(tiny, tiny) == pytest.approx(1.0)
     with pytest.raises(metrics.MetricError, match="3x3"):
         metrics.ssim(np.zeros((2, 2, 1)), np.zeros((2, 2, 1)))
+
+
+# --- Semantic metrics -----------------------------------------------------------------
+
+
+def test_semantic_accuracy_counts_the_argmax_against_the_labels():
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 0.5, 0.1], [0.3, 0.2, 0.9], [5.0, 0.0, 0.0]])
+    assert metrics.semantic_accuracy(logits, np.array([0, 1, 2, 1])) == 0.75
+    assert metrics.semantic_accuracy(logits, np.array([1, 0, 0, 2])) == 0.0
+    with pytest.raises(InpaintError, match="logits"):
+        metrics.semantic_accuracy(logits, np.array([0, 1]))
+
+
+def test_frechet_distance_is_zero_for_identical_sets_and_grows_with_a_shift():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(500, 16))
+    assert metrics.frechet_distance(features, features) == pytest.approx(0.0, abs=1e-8)
+    reference = rng.normal(size=(5000, 16))
+    same = metrics.frechet_distance(features, reference)
+    shifted = [metrics.frechet_distance(features + s, reference) for s in (0.25, 0.5, 1.0)]
+    assert same < shifted[0] < shifted[1] < shifted[2]
+    # A mean shift of s in every one of 16 dimensions adds 16 s² to d².
+    assert shifted[2] - same == pytest.approx(16.0, rel=0.1)
+    # A scaled covariance: Σ = 4 I against I gives Tr(4I + I - 2·2I) = 16.
+    assert metrics.frechet_distance(2 * rng.normal(size=(20000, 16)), reference) == pytest.approx(16.0, rel=0.1)
+
+
+def test_frechet_distance_bias_shrinks_with_n():
+    """Samples of one distribution: the distance is all finite-sample bias, falling with n."""
+    rng = np.random.default_rng(1)
+    reference = rng.normal(size=(20000, 32))
+    small, large = (metrics.frechet_distance(rng.normal(size=(n, 32)), reference) for n in (100, 2000))
+    assert large < small / 5
+
+
+def test_frechet_distance_of_fewer_samples_than_dimensions_is_finite():
+    rng = np.random.default_rng(2)
+    value = metrics.frechet_distance(rng.normal(size=(5, 64)), rng.normal(size=(300, 64)))
+    assert math.isfinite(value) and value > 0
+    with pytest.raises(InpaintError, match="at least two"):
+        metrics.frechet_distance(rng.normal(size=(1, 4)), rng.normal(size=(10, 4)))

@@ -18,13 +18,12 @@ import pytest
 import tensorflow as tf
 
 from tf_semantic_inpaint import train as training
-from tf_semantic_inpaint.gan import build_gan
 
 TFINPAINT = os.path.join(os.path.dirname(sys.executable), "tfinpaint")
 # Width 8 and 3 steps of a global batch of 16: real training, in seconds.
 TINY = ["--width", "8", "--batch-size", "16", "--steps-per-epoch", "3", "--seed", "3"]
-CHIEF_FILES = ["checkpoints", "discriminator.keras", "generator.keras", "logs", "run.json", "samples",
-               "sessions.json"]
+CHIEF_FILES = ["checkpoints", "discriminator.keras", "generator.keras", "logs", "raw_generator.keras", "run.json",
+               "samples", "sessions.json"]
 
 
 _RUNS = itertools.count()
@@ -68,18 +67,14 @@ class Cluster:
 
 
 def _flat(gan):
-    return np.concatenate([w.numpy().ravel() for w in gan.generator.weights + gan.discriminator.weights])
+    """G's, D's and the EMA G's weights, one vector."""
+    return np.concatenate([w.numpy().ravel() for w in gan.weights])
 
 
 def _restored(run_dir, number=None):
     """The DCGAN of a run's newest checkpoint, or of ckpt-`number`."""
-    if number is None:
-        return training.restore_gan(run_dir)[0]
-    config = training.load_run_config(run_dir)
-    gan = build_gan(config.resolution, config.channels, config.z_dim, config.width)
-    path = os.path.join(run_dir, "checkpoints", f"ckpt-{number}")
-    training.checkpoint_for(gan).restore(path).assert_existing_objects_matched()
-    return gan
+    path = os.path.join(run_dir, "checkpoints", f"ckpt-{number}") if number is not None else None
+    return training.restore_gan(run_dir, checkpoint=path)[0]
 
 
 def _scratch_folders(tmpdir):

@@ -116,15 +116,34 @@ def prepare(dataset, data_dir):
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker"]),
               default="default", show_default=True,
               help="tf.distribute strategy: mirrored = all local GPUs, multiworker = TF_CONFIG cluster.")
+@click.option("--model", type=click.Choice(["dcgan", "context-encoder", "judge"]), default="dcgan",
+              show_default=True,
+              help="dcgan: the latent search's prior; context-encoder: Pathak et al.'s rival; "
+                   "judge: the classifier behind evaluate's semantic metrics.")
+@click.option("--learning-rate", type=float, default=None,
+              help="Context encoder only: Adam's learning rate [default: 1e-3].")
+@click.option("--known-weight", type=float, default=None,
+              help="Context encoder only: weight of the known pixels' mean squared error in L_rec "
+                   "(the missing pixels' has weight 1) [default: 1].")
+@click.option("--adversarial-weight", type=float, default=None,
+              help="Context encoder only: λ_adv of the joint loss [default: Pathak et al.'s 0.001].")
+@click.option("--ema-decay", type=float, default=0.999, show_default=True,
+              help="Decay of the moving average of G's weights, the G that is saved and exported; "
+                   "0 = none.")
+@click.option("--keep-checkpoints", type=int, default=3, show_default=True,
+              help="Newest checkpoints to keep; 0 keeps every epoch's (to choose one by validation).")
 @click.pass_context
 @_user_errors
 def train(ctx, out, resume, **options):
-    """Train a DCGAN on uncorrupted images.
+    """Train a DCGAN (or a context encoder, or the judge) on uncorrupted images.
 
     Writes a checkpoint, a sample grid and TensorBoard logs every epoch into OUT;
-    --resume continues from the last checkpoint. Example:
+    --resume continues from the last checkpoint. Examples:
 
+    \b
         tfinpaint train --dataset fashion_mnist --epochs 20 --out runs/fmnist
+        tfinpaint train --model context-encoder --epochs 15 --out runs/fmnist_ce
+        tfinpaint train --model judge --epochs 10 --out runs/fmnist_judge
     """
     _import_tensorflow_quietly()
     import dataclasses
@@ -144,12 +163,60 @@ def train(ctx, out, resume, **options):
         config = training.TrainConfig(**options)
     config = dataclasses.replace(config, command=" ".join(["tfinpaint"] + sys.argv[1:]))
     chief, task_id = training.cluster_role(config.strategy)
-    gan = training.train(config, out, resume=resume)
+    trained = training.train(config, out, resume=resume)
     if config.strategy == "multiworker":  # the same digest on every worker shows they agree
-        click.echo(f"Worker {task_id} done: weights digest {training.weights_digest(gan)}.")
+        click.echo(f"Worker {task_id} done: weights digest {training.weights_digest(trained)}.")
     if chief:
-        click.echo(f"Trained {config.epochs} epochs; G and D saved in {out}. "
+        saved = {"dcgan": "G and D", "context-encoder": "the context encoder and its D",
+                 "judge": "the judge"}[config.model]
+        click.echo(f"Trained {config.epochs} epochs; {saved} saved in {out}. "
                    f"Next: tfinpaint export {out} --out saved_models/NAME")
+
+
+@main.command("train-encoder")
+@click.option("--generator", required=True, type=click.Path(file_okay=False),
+              help="The GAN run (--out of `tfinpaint train`) whose G the encoder serves.")
+@click.option("--generator-epoch", type=int, default=0, show_default=True,
+              help="Use that run's checkpoint of this epoch; 0 = its final G.")
+@click.option("--width", type=int, default=64, show_default=True, help="Channels of E's first convolution.")
+@click.option("--epochs", type=int, default=10, show_default=True, help="Total epochs (also when resuming).")
+@click.option("--batch-size", type=int, default=64, show_default=True,
+              help="Real images per step (as many samples of G are added).")
+@click.option("--steps-per-epoch", type=int, default=0, show_default=True,
+              help="Batches per epoch; 0 means one pass over the training split.")
+@click.option("--learning-rate", type=float, default=5e-4, show_default=True)
+@click.option("--latent-weight", type=float, default=0.1, show_default=True,
+              help="Weight of ||E - z||^2 on G's own samples.")
+@click.option("--keep-checkpoints", type=int, default=3, show_default=True, help="0 keeps every epoch's.")
+@click.option("--data-dir", default=None, help="tfds data dir.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Encoder run directory.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+@_user_errors
+def train_encoder(ctx, out, resume, **options):
+    """Train an encoder E(y*M, M) -> z for warm starts of the latent search.
+
+    E learns, on G's own samples and on real training images under the paper's four
+    masks, the z from which G draws the masked image; G stays frozen. Example:
+
+        tfinpaint train-encoder --generator runs/fmnist --epochs 10 --out runs/fmnist_encoder
+    """
+    _import_tensorflow_quietly()
+    import dataclasses
+
+    from tf_semantic_inpaint import encoder as encoding
+
+    options["data_dir"] = options["data_dir"] or ""
+    given = {k: v for k, v in options.items()
+             if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT}
+    if resume and os.path.isfile(os.path.join(out, "run.json")):
+        config = dataclasses.replace(encoding.load_encoder_config(out), **given)
+    else:
+        config = encoding.EncoderConfig(**options)
+    config = dataclasses.replace(config, command=" ".join(["tfinpaint"] + sys.argv[1:]))
+    encoding.train_encoder(config, out, resume=resume)
+    click.echo(f"Trained the encoder {config.epochs} epochs; saved in {out}/encoder.keras.")
 
 
 @main.command()
@@ -356,16 +423,22 @@ def export(run_dir, out, version, force, window, prior, **search):
     """Export a training run as ONE SavedModel (G, D, latent search) for TF Serving.
 
     Writes OUT/<version>/ (saved_model.pb, variables/, model_card.json), atomically.
+    A context-encoder run is exported behind the same contract (no search: its
+    settings change nothing); a judge run becomes the judge's SavedModel (`classify`).
     """
     _import_tensorflow_quietly()
     import dataclasses
 
     from tf_semantic_inpaint import export as exporting
     from tf_semantic_inpaint.contract import SearchSettings
+    from tf_semantic_inpaint.train import load_run_config
 
     settings = dataclasses.replace(SearchSettings(), **{k: v for k, v in search.items() if v is not None})
     path = exporting.export(run_dir, out, version=version, force=force, settings=settings, window=window,
                             prior=prior)
+    if load_run_config(run_dir).model == "judge":
+        click.echo(f"Exported the judge {path}; `tfinpaint evaluate --judge {out}` uses it.")
+        return
     click.echo(f"Exported {path}. Serve it with: tfinpaint serve {out}")
 
 
@@ -436,21 +509,32 @@ def _names(value):
 @click.option("--n", "n", type=click.IntRange(1), default=500, show_default=True, help="First N images of the split.")
 @click.option("--masks", multiple=True, help="Mask kinds, comma-separated [default: center,pattern,random,half].")
 @click.option("--methods", multiple=True,
-              help="Methods, comma-separated [default: all: ours, ours_blend, telea, navier_stokes, "
-                   "biharmonic, total_variation, train_mean, nearest_neighbour].")
+              help="Methods, comma-separated [default: all: ours, ours_blend, context_encoder (when "
+                   "there is one), telea, navier_stokes, biharmonic, total_variation, train_mean, "
+                   "nearest_neighbour].")
 @click.option("--mask-seed", "seed", type=_INT32, default=0, show_default=True, help="Seed of the masks.")
 @click.option("--data-dir", default=None, help="tfds data dir.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Images per search call (lowered to fit the model's limits).")
 @search_options
+@click.option("--context-encoder", "context_encoder", default=None,
+              help="Context encoder SavedModel (the rival's rows), or 'none' "
+                   "[default: the one shipped for the dataset, if any].")
+@click.option("--judge", default=None,
+              help="Judge SavedModel for semantic accuracy and Fréchet distance, or 'none' "
+                   "[default: the one shipped for the dataset, if any].")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for results.md, results.json and examples.png.")
 @click.option("--force", is_flag=True, help="Overwrite existing results.")
 @_user_errors
-def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_size, out, force, **search):
-    """Score the model and classical baselines the paper's way (Table 1: PSNR, SSIM).
+def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_size, out, force, context_encoder,
+             judge, **search):
+    """Score the model, the context encoder and classical baselines the paper's way (Table 1).
 
-    Example: tfinpaint evaluate --split test --n 500 --out results/fashion_mnist
+    PSNR and SSIM; with a judge for the dataset also semantic accuracy and a Fréchet
+    distance of the judge's features. Example:
+
+        tfinpaint evaluate --split test --n 500 --out results/fashion_mnist
     """
     import dataclasses
     import os.path
@@ -468,8 +552,10 @@ def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_siz
 
     local = LocalModel(model)
     settings = dataclasses.replace(local.defaults, **{k: v for k, v in search.items() if v is not None})
+    off = lambda value: False if value is not None and value.lower() == "none" else value  # noqa: E731
     report = evaluation.evaluate(local, dataset=dataset, split=split, n=n, masks=masks, methods=methods,
-                                 seed=seed, data_dir=data_dir, settings=settings, batch_size=batch_size)
+                                 seed=seed, data_dir=data_dir, settings=settings, batch_size=batch_size,
+                                 context_encoder=off(context_encoder), judge=off(judge))
     click.echo(report.to_markdown())
     for path in evaluation.write(report, out, force=force):
         click.echo(path)

@@ -311,14 +311,91 @@ def load_images(dataset, split, resolution, channels=None, data_dir=None):
         ds = tf.data.Dataset.from_tensor_slices(paths).map(load, num_parallel_calls=tf.data.AUTOTUNE)
         # A file that cannot be decoded is skipped with a warning rather than ending training.
         return ds.ignore_errors(log_warning=True), len(paths)
+    spec, ds, count = _tfds_split(dataset, split, data_dir)
+    ds = ds.map(lambda ex: convert(_crop(ex, spec.crop)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds, count
+
+
+def _tfds_split(dataset, split, data_dir):
+    """(DatasetSpec, tf.data of raw tfds examples in their fixed order, count) of a split."""
     spec = DATASETS[dataset]
     if split not in spec.splits:
         raise DataError(f"{dataset} has splits {', '.join(spec.splits)}, not {split!r}.")
     builder = _prepared_builder(dataset, data_dir)
     ds = builder.as_dataset(split=spec.splits[split], shuffle_files=False)
-    count = int(ds.cardinality())  # tfds datasets know their size
-    ds = ds.map(lambda ex: convert(_crop(ex, spec.crop)), num_parallel_calls=tf.data.AUTOTUNE)
+    return spec, ds, int(ds.cardinality())  # tfds datasets know their size
+
+
+def has_labels(dataset):
+    """True when `dataset` has class labels (tfds datasets with a "label" feature).
+
+    Folders of images and CelebA (attributes, not classes) have none.
+    """
+    check_dataset_name(dataset)
+    return dataset in ("fashion_mnist", "svhn_cropped", "cars196")
+
+
+def class_names(dataset, data_dir=None):
+    """The class names of a labelled dataset, in label order (e.g. 10 for Fashion-MNIST)."""
+    _require_labels(dataset)
+    return list(_prepared_builder(dataset, data_dir).info.features["label"].names)
+
+
+def _require_labels(dataset):
+    if not has_labels(dataset):
+        raise DataError(
+            f"{dataset} has no class labels; the judge and the semantic metrics need a labelled "
+            "dataset (fashion_mnist, svhn_cropped or cars196)."
+        )
+
+
+def load_labelled_images(dataset, split, resolution, channels=None, data_dir=None):
+    """Images of one split with their class labels, in the fixed order of `load_images`.
+
+    Returns:
+        (dataset, count): a tf.data.Dataset of (float32 [resolution, resolution,
+        channels] in [-1, 1], int64 label), and its number of examples. Image i is
+        image i of `load_images(dataset, split, ...)`.
+
+    Raises:
+        DataError: the dataset has no labels (see `has_labels`) or no such split.
+    """
+    _require_labels(dataset)
+    channels = channels or dataset_channels(dataset)
+    spec, ds, count = _tfds_split(dataset, split, data_dir)
+    ds = ds.map(
+        lambda ex: (to_model_range(_crop(ex, spec.crop), resolution, channels), ex["label"]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     return ds, count
+
+
+def load_labels(dataset, split, data_dir=None):
+    """The class labels of one split, int64 scalars, in the fixed order of `load_images`."""
+    _require_labels(dataset)
+    _, ds, _ = _tfds_split(dataset, split, data_dir)
+    return ds.map(lambda ex: ex["label"])
+
+
+def labelled_training_dataset(dataset, resolution, batch_size, channels=None, data_dir=None, seed=None):
+    """The shuffled, batched training split with labels, one pass per epoch.
+
+    Returns:
+        (dataset, steps_per_epoch): batches of (float32 [batch_size, resolution,
+        resolution, channels] in [-1, 1], int64 [batch_size]) with random horizontal
+        flips where the paper uses them (the last partial batch dropped).
+    """
+    examples, count = load_labelled_images(dataset, "train", resolution, channels, data_dir)
+    if count < batch_size:
+        raise DataError(f"{dataset} has {count} training images, fewer than one batch of {batch_size}; "
+                        "lower --batch-size.")
+    if count * resolution * resolution * (channels or dataset_channels(dataset)) * 4 < 2**31:
+        examples = examples.cache()
+    examples = examples.shuffle(min(count, 20_000), seed=seed, reshuffle_each_iteration=True)
+    if DATASETS[dataset].flip:
+        examples = examples.map(lambda x, y: (tf.image.random_flip_left_right(x, seed=seed), y))
+    return (examples.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE),
+            count // batch_size)
 
 
 def training_dataset(dataset, resolution, batch_size, channels=None, data_dir=None, seed=None):

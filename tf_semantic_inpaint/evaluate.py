@@ -18,9 +18,23 @@ Protocol, the same for every method:
   (metrics.psnr / metrics.ssim); per-image PSNRs are capped at metrics.PSNR_CAP.
 
 Methods: "ours" (the latent search, G(z*) composited into the hole), "ours_blend"
-(the same search, Poisson blended; both come from one `inpaint_batch` call), the
-classical baselines and the data-driven ones (built from the TRAINING split), plus
-any `extra_methods` a caller passes in with the baselines' contract.
+(the same search, Poisson blended; both come from one `inpaint_batch` call),
+"context_encoder" (Pathak et al.'s rival, any exported model with the `inpaint`
+contract; the shipped one by default), the classical baselines and the data-driven
+ones (built from the TRAINING split), plus any `extra_methods` a caller passes in
+with the baselines' contract.
+
+Semantic metrics, when a judge exists for the dataset (judge.py; the shipped one by
+default) and the dataset has labels:
+- semantic accuracy: the share of completed images the judge assigns to the image's
+  true class; the judge's accuracy on the uncorrupted images is the ceiling, on the
+  masked inputs (hole black) the floor;
+- Fréchet distance (metrics.frechet_distance: FID's formula on the judge's
+  penultimate features, not Inception FID) between the n completed images and a
+  REFERENCE set of real images of the same split that are not evaluated: images
+  n .. n + REFERENCE_IMAGES - 1. It shrinks as n grows (finite-sample bias), so
+  compare values only at one n; the uncorrupted images' distance to the same
+  reference is the floor that sampling alone gives.
 """
 
 import dataclasses
@@ -37,7 +51,10 @@ from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.masks import MASK_KINDS, MASK_TYPES, make_mask
 
 OURS = ("ours", "ours_blend")
-METHODS = OURS + tuple(baselines.CLASSICAL) + tuple(baselines.DATA_DRIVEN)
+CONTEXT_ENCODER = "context_encoder"
+METHODS = OURS + (CONTEXT_ENCODER,) + tuple(baselines.CLASSICAL) + tuple(baselines.DATA_DRIVEN)
+# Real images of the split after the n evaluated ones: the Fréchet distance's reference.
+REFERENCE_IMAGES = 5000
 # Mask seeds are seed * stride + image index: a prime above any test split's size keeps
 # the seeds of different `seed`s apart.
 MASK_SEED_STRIDE = 100_003
@@ -47,7 +64,7 @@ TRAIN_BYTES_BUDGET = 2 << 30
 EXAMPLES = 3  # example rows per mask kind in the figure
 FIGURE_TILE = 112  # tiles are enlarged by pixel replication to at least this many pixels
 SHORT_NAMES = {
-    "ours": "ours", "ours_blend": "ours+blend", "telea": "Telea", "navier_stokes": "N-S",
+    "ours": "ours", "ours_blend": "ours+blend", "context_encoder": "CE", "telea": "Telea", "navier_stokes": "N-S",
     "biharmonic": "biharm.", "total_variation": "TV", "train_mean": "mean",
     "nearest_neighbour": "NN",
 }
@@ -70,6 +87,10 @@ class Score:
         ssim, ssim_std: mean and standard deviation of the per-image SSIM in [-1, 1].
         psnr_per_image, ssim_per_image: tuples of n floats, in image order (PSNR capped).
         known_kept: whether every known pixel of every output equals the input's.
+        semantic_accuracy: share of the outputs the judge assigns to the true class,
+            or None without a judge; correct_per_image: tuple of n 0/1 (or None).
+        frechet_distance: Fréchet distance of the outputs' judge features to the
+            reference set's, or None without a judge or reference.
     """
 
     method: str
@@ -81,6 +102,9 @@ class Score:
     psnr_per_image: tuple
     ssim_per_image: tuple
     known_kept: bool
+    semantic_accuracy: float | None = None
+    frechet_distance: float | None = None
+    correct_per_image: tuple | None = None
 
 
 @dataclasses.dataclass
@@ -96,6 +120,13 @@ class Report:
         channel_note: how the dataset's channels were converted for the model, or None.
         train_images: (used, available) training images of the data-driven baselines,
             or None when none ran.
+        context_encoder: {"path", "card"} of the context encoder, or None.
+        judge: {"path", "card"} of the judge, or None (then no semantic metrics).
+        semantic_bounds: the judge on the uncorrupted images and on the masked inputs:
+            {"uncorrupted": {"accuracy", "frechet_distance"}, "masked": {kind: {...}}},
+            or None without a judge.
+        reference_images: (first index, count) of the Fréchet distance's reference
+            images in the split, or None.
     """
 
     dataset: str
@@ -114,6 +145,10 @@ class Report:
     examples: dict
     channel_note: str | None = None
     train_images: tuple | None = None
+    context_encoder: dict | None = None
+    judge: dict | None = None
+    semantic_bounds: dict | None = None
+    reference_images: tuple | None = None
     date: str = ""
     versions: dict = dataclasses.field(default_factory=dict)
     total_seconds: float = 0.0
@@ -122,6 +157,31 @@ class Report:
     def rows(self):
         """The table: [(method, [Score of each mask kind])], in table order."""
         return [(method, [self.scores[method][kind] for kind in self.masks]) for method in self.methods]
+
+    @property
+    def has_semantics(self):
+        """True when the cells carry semantic accuracy (a judge ran)."""
+        return self.semantic_bounds is not None
+
+    def paired(self, method, other, kind):
+        """PSNR of `method` minus `other`, paired per image, on one mask kind.
+
+        Returns:
+            (mean dB, standard error of the mean dB, share of images where `method`
+            is better), floats.
+        """
+        a = np.asarray(self.scores[method][kind].psnr_per_image)
+        b = np.asarray(self.scores[other][kind].psnr_per_image)
+        difference = a - b
+        error = float(np.std(difference, ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan")
+        return float(np.mean(difference)), error, float(np.mean(a > b))
+
+    def paired_pairs(self):
+        """[(ours, rival)]: our best row against the context encoder and nearest neighbour."""
+        ours = next((m for m in ("ours_blend", "ours") if m in self.methods), None)
+        if ours is None:
+            return []
+        return [(ours, rival) for rival in (CONTEXT_ENCODER, "nearest_neighbour") if rival in self.methods]
 
     def per_image_ms(self, method):
         """Mean wall-clock milliseconds per image (and mask) of `method`."""
@@ -170,6 +230,17 @@ class Report:
             texts = [f"{bold_if(f'{c.psnr:.2f}', best_psnr[c.mask])} / "
                      f"{bold_if(f'{c.ssim:.3f}', best_ssim[c.mask])}" for c in cells]
             lines.append(f"| {method} | " + " | ".join(texts) + " |")
+        if self.has_semantics:
+            lines += self._semantic_markdown()
+        pairs = self.paired_pairs()
+        if pairs:
+            lines += ["", "PSNR paired per image, first method minus second: mean dB ± standard error, "
+                      "share of images where the first is better.", "",
+                      "| comparison | " + " | ".join(self.masks) + " |", "| --- |" + " ---: |" * len(self.masks)]
+            for first, second in pairs:
+                cells = [self.paired(first, second, kind) for kind in self.masks]
+                lines.append(f"| {first} − {second} | " + " | ".join(
+                    f"{m:+.2f} ± {e:.2f}, {100 * share:.0f}%" for m, e, share in cells) + " |")
         lines += ["", "| method | ms per image |", "| --- | ---: |"]
         lines += [f"| {m} | {self.per_image_ms(m):.1f} |" for m in self.methods]
         if "ours" in self.methods and "ours_blend" in self.methods:
@@ -177,6 +248,28 @@ class Report:
         lines += ["", f"{self.date}; tensorflow {self.versions.get('tensorflow')}, "
                   f"keras {self.versions.get('keras')}; {self.total_seconds:.0f} s in all.", ""]
         return "\n".join(lines)
+
+    def _semantic_markdown(self):
+        """The semantic table's Markdown lines: accuracy (%) / Fréchet distance per cell."""
+        bounds = self.semantic_bounds
+        first, count = self.reference_images or (None, 0)
+        reference = (f"the judge's penultimate features of {count:,} real {self.split} images not "
+                     f"evaluated (images {first:,} to {first + count - 1:,})" if count else "no reference")
+        fd = lambda value: "n/a" if value is None else f"{value:.2f}"  # noqa: E731
+        lines = ["", f"Semantic accuracy (% of images the judge `{self.judge['path']}` assigns to their "
+                 f"true class) / Fréchet distance between {reference} and those of the outputs (FID's "
+                 "formula on this judge, not Inception FID; it shrinks with n, so compare at one n).",
+                 "", "| method | " + " | ".join(self.masks) + " |", "| --- |" + " ---: |" * len(self.masks)]
+        for method, cells in self.rows:
+            lines.append(f"| {method} | " + " | ".join(
+                f"{100 * c.semantic_accuracy:.1f} / {fd(c.frechet_distance)}" for c in cells) + " |")
+        whole = bounds["uncorrupted"]
+        lines.append("| *uncorrupted (ceiling)* | " + " | ".join(
+            [f"{100 * whole['accuracy']:.1f} / {fd(whole['frechet_distance'])}"] * len(self.masks)) + " |")
+        lines.append("| *masked input, hole black* | " + " | ".join(
+            f"{100 * bounds['masked'][k]['accuracy']:.1f} / {fd(bounds['masked'][k]['frechet_distance'])}"
+            for k in self.masks) + " |")
+        return lines
 
     def to_json(self):
         """Everything as a JSON-ready dict (no inf or nan: PSNRs are capped)."""
@@ -198,6 +291,19 @@ class Report:
             "search_settings": self.settings,
             "train_images": (dict(zip(("used", "available"), self.train_images))
                              if self.train_images else None),
+            "context_encoder": self.context_encoder,
+            "judge": self.judge,
+            "semantic_bounds": self.semantic_bounds,
+            "frechet_reference_images": (dict(zip(("first", "count"), self.reference_images))
+                                         if self.reference_images else None),
+            "paired_psnr": {
+                f"{first} - {second}": {
+                    kind: dict(zip(("mean_db", "standard_error_db", "share_better"),
+                                   (round(v, 4) for v in self.paired(first, second, kind))))
+                    for kind in self.masks
+                }
+                for first, second in self.paired_pairs()
+            },
             "versions": self.versions,
             # Significant figures, not decimals: a fast method must not round to 0.
             "seconds": {m: _significant(s) for m, s in self.seconds.items()},
@@ -210,6 +316,8 @@ class Report:
                         "known_pixels_kept": c.known_kept,
                         "psnr_per_image": list(c.psnr_per_image),
                         "ssim_per_image": list(c.ssim_per_image),
+                        **({"semantic_accuracy": c.semantic_accuracy, "frechet_distance": c.frechet_distance,
+                            "correct_per_image": list(c.correct_per_image)} if self.has_semantics else {}),
                     }
                     for kind, c in zip(self.masks, cells)
                 }
@@ -386,7 +494,8 @@ def _checked_output(name, output, image):
 
 def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MASK_TYPES,
              methods=None, seed=0, data_dir=None, settings=None, batch_size=64, progress=True,
-             train_images_limit=None, extra_methods=None, examples=EXAMPLES):
+             train_images_limit=None, extra_methods=None, examples=EXAMPLES,
+             context_encoder=None, judge=None):
     """Score every method on every mask kind over the first n images of a split.
 
     Args:
@@ -409,6 +518,13 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
             test oracle can close over `evaluation_images(...)` and return the image
             matching the known pixels (e.g. baselines.NearestNeighbour over them).
         examples: images per mask kind kept for the figure.
+        context_encoder: the "context_encoder" method's model: an exported context
+            encoder's SavedModel path or model base (or its LocalModel), run through the
+            same contract as `model`; None for the one shipped for the dataset (its rows
+            are left out when there is none, unless asked for in `methods`); False for none.
+        judge: the classifier behind the semantic metrics: a judge SavedModel path or
+            model base (or a judge.LoadedJudge); None for the one shipped for the
+            dataset (none: no semantic metrics); False for none.
 
     Returns:
         a Report.
@@ -425,6 +541,7 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
 
     started = time.perf_counter()
     masks = check_masks(masks)
+    asked_for_ce = methods is not None and CONTEXT_ENCODER in methods
     methods = check_methods(methods, extra_methods)
     if n < 1 or batch_size < 1:
         raise EvaluationError(f"n and batch_size must be at least 1, got n = {n}, batch_size = {batch_size}.")
@@ -437,6 +554,16 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
             "contains; evaluate on validation or test, or leave them out of the methods."
         )
 
+    context_encoder = _context_encoder(context_encoder, dataset) if CONTEXT_ENCODER in methods else None
+    if context_encoder is None:
+        if asked_for_ce:
+            raise EvaluationError(
+                f"no context encoder for {dataset}: pass one (--context-encoder PATH) or leave "
+                f"{CONTEXT_ENCODER} out of the methods."
+            )
+        methods = tuple(m for m in methods if m != CONTEXT_ENCODER)
+    judge = _judge(judge, dataset)
+
     if not hasattr(model, "search"):
         model = LocalModel(model)
     settings = settings or getattr(model, "defaults", None)
@@ -446,7 +573,17 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
                                 model.limits.max_candidates // settings.restarts,
                                 model.limits.max_candidate_steps // per_image))
     resolution, channels = model.resolution, model.channels
+    if context_encoder is not None and (context_encoder.resolution, context_encoder.channels) != (
+            resolution, channels):
+        raise EvaluationError(
+            f"the context encoder works at {context_encoder.resolution}x{context_encoder.resolution}x"
+            f"{context_encoder.channels}, the model at {resolution}x{resolution}x{channels}; "
+            "compare models of one resolution and channels."
+        )
     truth = evaluation_images(dataset, split, n, resolution, channels, data_dir)
+    semantics = _Semantics(judge, dataset, split, n, resolution, channels, data_dir) if judge else None
+    if semantics:
+        semantics.add(_UNCORRUPTED, None, truth)
 
     runners, train_info = {}, None
     classical = [m for m in methods if m in baselines.CLASSICAL]
@@ -487,6 +624,13 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
                     if name in methods:
                         outputs[name] = np.stack([getattr(r, attribute) for r in results])
                         seconds[name] += spent
+            if context_encoder is not None:
+                bar.update(bar.done, f"{kind}: context encoder")
+                clock = time.perf_counter()
+                # The same path as the latent search's: PNGs through the exported contract.
+                results = inpaint_batch(list(given), list(mask), context_encoder, blend=False)
+                outputs[CONTEXT_ENCODER] = np.stack([r.completed for r in results])
+                seconds[CONTEXT_ENCODER] += time.perf_counter() - clock
             for name, fn in runners.items():
                 bar.update(bar.done, f"{kind}: {name}")
                 clock = time.perf_counter()
@@ -498,6 +642,10 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
                 psnrs[name][kind].extend(np.minimum(metrics.psnr(out, original), metrics.PSNR_CAP))
                 ssims[name][kind].extend(metrics.ssim(out, original))
                 kept[name][kind] &= bool(np.array_equal(out[known], original[known]))
+                if semantics:
+                    semantics.add(name, kind, out)
+            if semantics:
+                semantics.add(_MASKED, kind, given)
             if start < keep:  # the first `keep` images are the figure's examples
                 take = keep - start
                 example = shown.setdefault(kind, {"outputs": {}})
@@ -510,7 +658,9 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
     bar.close()
 
     scores = {
-        m: {k: _score(m, k, psnrs[m][k], ssims[m][k], kept[m][k]) for k in masks} for m in methods
+        m: {k: _score(m, k, psnrs[m][k], ssims[m][k], kept[m][k],
+                      semantics.result(m, k) if semantics else None) for k in masks}
+        for m in methods
     }
     return Report(
         dataset=dataset, split=split, n=n, resolution=resolution, channels=channels,
@@ -520,9 +670,127 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
                   if settings is not None else None),
         seed=seed, masks=masks, methods=methods, scores=scores, seconds=seconds,
         examples=shown, channel_note=_channel_note(dataset, channels), train_images=train_info,
+        context_encoder=(None if context_encoder is None else
+                         {"path": _shown_path(context_encoder.path), "card": context_encoder.card}),
+        judge=None if judge is None else {"path": _shown_path(judge.path), "card": judge.card},
+        semantic_bounds=semantics.bounds(masks) if semantics else None,
+        reference_images=semantics.reference if semantics else None,
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         versions=_versions(), total_seconds=time.perf_counter() - started,
     )
+
+
+# --- Context encoder and judge ------------------------------------------------------
+
+# Pseudo-methods of the semantic bounds: the judge on the masked inputs (floor) and on the
+# uncorrupted images (ceiling).
+_MASKED, _UNCORRUPTED = "masked input", "uncorrupted"
+
+
+def _context_encoder(context_encoder, dataset):
+    """The context encoder's model (a LocalModel, or the caller's model object), or None.
+
+    See `evaluate`; a SavedModel whose card names another model kind is refused.
+    """
+    from tf_semantic_inpaint import data
+    from tf_semantic_inpaint.local import LocalModel, shipped_model_dir
+
+    if context_encoder is False:
+        return None
+    if context_encoder is None:
+        if dataset not in data.DATASETS:
+            return None
+        try:
+            context_encoder = shipped_model_dir(f"{dataset}_context_encoder")
+        except InpaintError:
+            return None
+    model = context_encoder if hasattr(context_encoder, "search") else LocalModel(context_encoder)
+    kind = (getattr(model, "card", None) or {}).get("model")
+    if kind != "context-encoder":
+        raise EvaluationError(f"{getattr(model, 'path', model)} is a {kind or 'unknown'} model, not a context "
+                              "encoder; pass one exported from a `tfinpaint train --model context-encoder` run.")
+    return model
+
+
+def _judge(judge, dataset):
+    """The judge as a judge.LoadedJudge-like object, or None (see `evaluate`)."""
+    from tf_semantic_inpaint import data
+
+    if judge is False or not data.has_labels(dataset):
+        if judge not in (None, False):
+            raise EvaluationError(f"{dataset} has no class labels, so a judge cannot score it; "
+                                  "leave out the judge.")
+        return None
+    from tf_semantic_inpaint.judge import LoadedJudge, shipped_judge_dir
+
+    if judge is None:
+        judge = shipped_judge_dir(dataset)
+        if judge is None:
+            return None
+    return judge if hasattr(judge, "classify") else LoadedJudge(judge)
+
+
+class _Semantics:
+    """Collects the judge's verdicts on every output; gives semantic accuracy and Fréchet distances.
+
+    Reference of the distances: images n .. n + REFERENCE_IMAGES - 1 of the split
+    (real, never evaluated), or none when the split has fewer than two left.
+    """
+
+    def __init__(self, judge, dataset, split, n, resolution, channels, data_dir):
+        from tf_semantic_inpaint import data
+
+        self.judge = judge
+        self.labels = evaluation_labels(dataset, split, n, data_dir)
+        images, count = data.load_images(dataset, split, resolution, channels, data_dir)
+        take = min(REFERENCE_IMAGES, count - n)
+        self.reference, self.reference_features = None, None
+        if take >= 2:
+            self.reference = (n, take)
+            _, self.reference_features = judge.classify(self._view(_to_unit(images.skip(n).take(take), take)))
+        self.logits, self.features = {}, {}
+
+    def _view(self, images):
+        """Images at the judge's resolution and channels, prepared as the models' inputs are."""
+        from tf_semantic_inpaint import preprocess
+
+        if images.shape[1:] == (self.judge.resolution, self.judge.resolution, self.judge.channels):
+            return images
+        converted = preprocess.convert_channels(preprocess.resize_to(images, self.judge.resolution),
+                                                self.judge.channels)
+        return np.clip(converted.numpy(), 0.0, 1.0)
+
+    def add(self, method, kind, images):
+        """Judge `images`, the next batch of outputs of `method` on mask `kind`, in image order."""
+        logits, features = self.judge.classify(self._view(images))
+        self.logits.setdefault((method, kind), []).append(logits)
+        self.features.setdefault((method, kind), []).append(features)
+
+    def result(self, method, kind):
+        """(semantic accuracy, Fréchet distance or None, correct [n] bool) of a method on a kind."""
+        logits = np.concatenate(self.logits[(method, kind)])
+        features = np.concatenate(self.features[(method, kind)])
+        frechet = None
+        if self.reference is not None and len(features) >= 2:
+            frechet = round(metrics.frechet_distance(features, self.reference_features), 4)
+        correct = np.argmax(logits, axis=-1) == self.labels
+        return round(metrics.semantic_accuracy(logits, self.labels), 4), frechet, correct
+
+    def bounds(self, masks):
+        """The ceiling (uncorrupted images) and floor (masked inputs) of the semantic metrics."""
+        pack = lambda r: {"accuracy": r[0], "frechet_distance": r[1]}  # noqa: E731
+        return {"uncorrupted": pack(self.result(_UNCORRUPTED, None)),
+                "masked": {k: pack(self.result(_MASKED, k)) for k in masks}}
+
+
+def evaluation_labels(dataset, split, n, data_dir=None):
+    """The class labels of the first n images of a split, int64 [n] (evaluation_images' order)."""
+    from tf_semantic_inpaint import data
+
+    labels = np.fromiter(data.load_labels(dataset, split, data_dir).take(n).as_numpy_iterator(), np.int64)
+    if len(labels) != n:
+        raise EvaluationError(f"expected {n:,} labels but the dataset gave {len(labels):,}.")
+    return labels
 
 
 def _joined(first, more):
@@ -530,7 +798,9 @@ def _joined(first, more):
     return more if first is None else np.concatenate([first, more])
 
 
-def _score(method, kind, psnr_values, ssim_values, known_kept):
+def _score(method, kind, psnr_values, ssim_values, known_kept, semantic=None):
+    """A Score from per-image values; `semantic` = (accuracy, Fréchet distance, correct) or None."""
+    accuracy, frechet, correct = semantic or (None, None, None)
     psnr_values = np.asarray(psnr_values, np.float64)
     ssim_values = np.asarray(ssim_values, np.float64)
     return Score(
@@ -541,6 +811,8 @@ def _score(method, kind, psnr_values, ssim_values, known_kept):
         psnr_per_image=tuple(round(float(v), 4) for v in psnr_values),
         ssim_per_image=tuple(round(float(v), 4) for v in ssim_values),
         known_kept=known_kept,
+        semantic_accuracy=accuracy, frechet_distance=frechet,
+        correct_per_image=None if correct is None else tuple(int(c) for c in correct),
     )
 
 

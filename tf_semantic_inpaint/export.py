@@ -407,29 +407,38 @@ class InpaintingModule(tf.Module):
 # --- Export of a training run ---------------------------------------------------------------
 
 
-def load_trained_models(run_dir):
+def load_trained_models(run_dir, raw=False):
     """(generator, discriminator, run config) of a training run.
 
     Uses the final generator.keras / discriminator.keras, or the newest checkpoint
-    when training stopped early.
+    when training stopped early. For a DCGAN run the generator is the moving average of
+    G's weights when the run keeps one (the better sampler); raw=True gives the last
+    iterate. For a context-encoder run the "generator" is F.
     """
+    from tf_semantic_inpaint import context_encoder  # noqa: F401  (registers ContextEncoder)
     from tf_semantic_inpaint import train as training
     from tf_semantic_inpaint.models import Discriminator, Generator  # noqa: F401  (registers classes)
 
     config = training.load_run_config(run_dir)
-    final = [os.path.join(run_dir, f"{n}.keras") for n in ("generator", "discriminator")]
+    g_name = "raw_generator" if raw and config.ema_decay else "generator"
+    final = [os.path.join(run_dir, f"{n}.keras") for n in (g_name, "discriminator")]
     if all(os.path.isfile(p) for p in final):
         generator, discriminator = (keras.saving.load_model(p) for p in final)
         epochs = config.epochs
     else:
         gan, config, epochs = training.restore_gan(run_dir)
-        generator, discriminator = gan.generator, gan.discriminator
+        generator = gan.generator if raw else getattr(gan, "inference_generator", gan.generator)
+        discriminator = gan.discriminator
     return generator, discriminator, dataclasses.replace(config, epochs=epochs)
 
 
 def export(run_dir, base, version=None, force=False, settings=SearchSettings(), window=WINDOW,
            prior="paper", limits=None, notes=None):
     """Export a training run as BASE/<version>/ for TF Serving; return that path.
+
+    A DCGAN run exports the latent search (SearchCompleter), a context-encoder run
+    Pathak et al.'s network (context_encoder.ContextEncoderCompleter) behind the same
+    contract; a judge run goes to judge.export_judge (its `classify` signature).
 
     Args:
         run_dir: a `tfinpaint train` run directory.
@@ -446,6 +455,12 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
     """
     if not os.path.isdir(run_dir):
         raise InpaintError(f"{run_dir} is not a directory; pass the --out folder of `tfinpaint train`.")
+    from tf_semantic_inpaint.train import load_run_config
+
+    if load_run_config(run_dir).model == "judge":  # a classifier, with its own signature
+        from tf_semantic_inpaint.judge import export_judge
+
+        return export_judge(run_dir, base, version=version, force=force, notes=notes)
     settings.check()
     existing = versions(base)
     version = version if version is not None else (existing[-1] + 1 if existing else 1)
@@ -462,12 +477,23 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
     from tf_semantic_inpaint.train import load_sessions
 
     sessions = load_sessions(run_dir)
-    module = InpaintingModule(SearchCompleter(generator, discriminator, window, prior), settings, limits)
+    if config.model == "context-encoder":
+        from tf_semantic_inpaint.context_encoder import ContextEncoderCompleter
+
+        completer = ContextEncoderCompleter(generator, window)
+        # No search: the defaults ask for none (other values are accepted and change nothing).
+        settings = dataclasses.replace(settings, iterations=0, restarts=1)
+        notes = {"training_settings": {k: getattr(config, k) for k in (
+            "learning_rate", "known_weight", "adversarial_weight")}, **(notes or {})}
+    else:
+        completer = SearchCompleter(generator, discriminator, window, prior)
+    module = InpaintingModule(completer, settings, limits)
     card = {
         "format": "tf-semantic-inpaint model card 2",
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **module.card(),
         "width": generator.width,
+        "ema_decay": config.ema_decay,  # the exported G is the EMA of G's weights when > 0
         "dataset": config.dataset,
         "training_command": config.command,
         "epochs": config.epochs,

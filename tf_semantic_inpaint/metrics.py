@@ -10,6 +10,8 @@ value at `PSNR_CAP` dB first: a perfect completion then counts as very good rath
 than turning the whole mean into inf (or being dropped, which would reward failures).
 """
 
+import warnings
+
 import numpy as np
 
 from tf_semantic_inpaint.errors import InpaintError
@@ -110,3 +112,64 @@ def ssim(prediction, target):
     if prediction.ndim == 3:
         return one(prediction, target)
     return np.array([one(p, t) for p, t in zip(prediction, target)])
+
+
+# --- Semantic metrics (on a judge's outputs; see judge.py) ------------------------
+
+
+def semantic_accuracy(logits, labels):
+    """The share of images whose highest logit is their true class, a float in [0, 1].
+
+    Args:
+        logits: float [N, classes], a classifier's (the judge's) outputs.
+        labels: int [N], the true classes.
+    """
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+        raise MetricError(f"need logits [N, classes] and labels [N], got {logits.shape} and {labels.shape}.")
+    if labels.size == 0:
+        return float("nan")
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+def frechet_distance(features, reference):
+    """The Fréchet distance between Gaussians fitted to two sets of features.
+
+    d² = |μ₁ − μ₂|² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^½), FID's formula (Heusel et al., 2017)
+    applied to whatever features are given; evaluate gives it the judge's penultimate
+    features, so its values are NOT comparable with Inception FID.
+
+    The estimate is biased upwards by finite samples, roughly in proportion to 1/n
+    (Chong and Forsyth, 2020): two samples of the same distribution do not give 0.
+    Compare values only at the same n and against the same reference set.
+
+    Args:
+        features: float [N1, d], N1 >= 2.
+        reference: float [N2, d], N2 >= 2.
+
+    Returns:
+        A Python float >= 0 (squared distance units of the features).
+    """
+    import scipy.linalg
+
+    a, b = np.asarray(features, np.float64), np.asarray(reference, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise MetricError(f"need feature matrices [N, d] of one width, got {a.shape} and {b.shape}.")
+    if len(a) < 2 or len(b) < 2:
+        raise MetricError("a Fréchet distance needs at least two feature vectors on each side.")
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", scipy.linalg.LinAlgWarning)
+        try:
+            root = scipy.linalg.sqrtm(cov_a @ cov_b)
+            singular = not np.all(np.isfinite(root))
+        except scipy.linalg.LinAlgWarning:
+            singular = True
+    if singular:
+        # Singular covariances (fewer samples than dimensions): offset both, as FID's code does.
+        offset = np.eye(len(cov_a)) * 1e-6
+        root = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    # sqrtm of a product of PSD matrices has real eigenvalues; drop round-off imaginary parts.
+    distance = np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(root.real)
+    return float(max(distance, 0.0))

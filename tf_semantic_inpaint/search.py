@@ -263,6 +263,7 @@ class LatentSearch:
             images: float32 [batch, H, W, C] in [-1, 1] (y).
             masks: float32 [batch, H, W, 1] in {0, 1}, 1 = known (M).
             iterations, restarts, seed: int32 scalars; lam, learning_rate: float32 scalars.
+            initial_z: optional z_0 [batch * restarts, z_dim], as in `prepare`.
 
         Returns:
             dict as `select_best`.

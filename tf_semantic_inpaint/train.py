@@ -1,13 +1,22 @@
-"""Training a DCGAN run: a run directory, `fit` with callbacks, resume, distribution.
+"""Training a run: a run directory, `fit` with callbacks, resume, distribution.
+
+`model` picks what is trained: "dcgan" (G and D, the latent search's prior),
+"context-encoder" (Pathak et al.'s rival, see context_encoder.py) or "judge" (the
+classifier behind the semantic metrics, see judge.py).
 
 A run directory holds:
     run.json          the configuration (what `tfinpaint export` reads back)
     sessions.json     every `train` invocation: command, start, seconds, epochs done;
                       written when a session starts and updated as it goes
-    checkpoints/      tf.train checkpoints of G, D, both optimizers and the epoch
-    samples/          epoch_001.png, ...: G(z) for a fixed z, in inference mode
+    checkpoints/      tf.train checkpoints of G, D, the EMA of G, both optimizers and the epoch
+    samples/          epoch_001.png, ...: G(z) for a fixed z, in inference mode (the EMA G;
+                      for a context encoder: masked input | completion | truth of
+                      validation images)
     logs/             TensorBoard
-    generator.keras, discriminator.keras   the final models
+    generator.keras, discriminator.keras   the final models (generator = the EMA G; the
+                      context encoder F for a context-encoder run; a judge run has
+                      judge.keras and no samples)
+    raw_generator.keras                    the last iterate of G (when there is an EMA)
 """
 
 import dataclasses
@@ -28,12 +37,15 @@ import tensorflow as tf
 
 from tf_semantic_inpaint import data
 from tf_semantic_inpaint.errors import InpaintError
-from tf_semantic_inpaint.gan import build_gan
+from tf_semantic_inpaint.gan import EMA_DECAY, build_gan
 from tf_semantic_inpaint.images import grid, write_bytes_atomic, write_image
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+MODELS = ("dcgan", "context-encoder", "judge")
 # Fields that fix the model; a resumed run must agree on them.
-_MODEL_FIELDS = ("dataset", "resolution", "channels", "z_dim", "width")
+_MODEL_FIELDS = ("model", "dataset", "resolution", "channels", "z_dim", "width", "ema_decay")
+# Settings of the context encoder's training only (context_encoder.py gives the defaults).
+_CONTEXT_ENCODER_FIELDS = ("learning_rate", "known_weight", "adversarial_weight")
 
 
 class TrainingError(InpaintError):
@@ -59,6 +71,14 @@ class TrainConfig:
     strategy: str = "default"
     data_dir: str = ""
     command: str = ""
+    model: str = "dcgan"  # "dcgan", "context-encoder" or "judge"
+    # Context encoder only (None elsewhere; for it, None = context_encoder's default):
+    # Adam's learning rate, L_rec's weight of the known pixels, λ_adv.
+    learning_rate: float | None = None
+    known_weight: float | None = None
+    adversarial_weight: float | None = None
+    ema_decay: float = EMA_DECAY  # 0: no EMA of G (runs from before the EMA existed)
+    keep_checkpoints: int = 3  # newest checkpoints kept; 0 keeps every epoch's (to choose one)
 
     def model_fields(self):
         return {k: getattr(self, k) for k in _MODEL_FIELDS}
@@ -160,7 +180,7 @@ class _SampleGrid(keras.callbacks.Callback):
         self.folder, self.z = folder, z
 
     def on_epoch_end(self, epoch, logs=None):
-        images = self.model.generator(self.z, training=False).numpy() * 0.5 + 0.5
+        images = self.model.inference_generator(self.z, training=False).numpy() * 0.5 + 0.5
         scale = max(1, 64 // images.shape[1])
         write_image(os.path.join(self.folder, f"epoch_{epoch + 1:03d}.png"), grid(images, scale=scale))
 
@@ -194,11 +214,47 @@ class _Checkpoint(keras.callbacks.Callback):
 
 def checkpoint_for(gan, epoch_var=None):
     """The tf.train.Checkpoint of a run: G, D, both optimizers, noise state, epoch."""
-    return tf.train.Checkpoint(
-        gan=gan,
-        noise_state=gan.seed_generator.state,
-        epoch=epoch_var if epoch_var is not None else tf.Variable(0, dtype=tf.int64),
-    )
+    parts = dict(gan=gan, epoch=epoch_var if epoch_var is not None else tf.Variable(0, dtype=tf.int64))
+    if hasattr(gan, "seed_generator"):  # the DCGAN's noise; the context encoder draws none
+        parts["noise_state"] = gan.seed_generator.state
+    return tf.train.Checkpoint(**parts)
+
+
+def build_model(config):
+    """The compiled model a run trains: a DCGAN, a ContextEncoderGAN or a Judge."""
+    if config.model == "judge":
+        from tf_semantic_inpaint.judge import build_judge
+
+        classes = len(data.class_names(config.dataset, config.data_dir or None))
+        return build_judge(config.resolution, config.channels, classes)
+    if config.model == "context-encoder":
+        from tf_semantic_inpaint.context_encoder import build_context_encoder
+
+        config = _check_model_settings(config)  # unset settings take the CE paper's defaults
+        return build_context_encoder(
+            config.resolution, config.channels, config.width, config.learning_rate,
+            config.known_weight, config.adversarial_weight,
+        )
+    return build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed,
+                     ema_decay=config.ema_decay)
+
+
+def _check_model_settings(config):
+    """The config with the context encoder's defaults filled in; TrainingError for an
+    unknown model or context-encoder settings given to another model."""
+    if config.model not in MODELS:
+        raise TrainingError(f"unknown --model {config.model!r}: use one of {', '.join(MODELS)}.")
+    given = [k for k in _CONTEXT_ENCODER_FIELDS if getattr(config, k) is not None]
+    if config.model != "context-encoder":
+        if given:
+            names = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise TrainingError(f"{names} set(s) the context encoder's training; add --model context-encoder.")
+        return config
+    from tf_semantic_inpaint import context_encoder
+
+    defaults = dict(learning_rate=context_encoder.LEARNING_RATE, known_weight=context_encoder.KNOWN_WEIGHT,
+                    adversarial_weight=context_encoder.ADVERSARIAL_WEIGHT)
+    return dataclasses.replace(config, **{k: v for k, v in defaults.items() if getattr(config, k) is None})
 
 
 def load_run_config(run_dir):
@@ -207,15 +263,22 @@ def load_run_config(run_dir):
     if not os.path.isfile(path):
         raise TrainingError(f"{run_dir} is not a training run (no run.json); train one first.")
     with open(path) as f:
-        return TrainConfig(**json.load(f))
+        fields = json.load(f)
+    fields.setdefault("ema_decay", 0.0)  # run.json written before the EMA existed
+    return TrainConfig(**fields)
 
 
-def restore_gan(run_dir):
-    """(gan, config, epoch) from the newest checkpoint of `run_dir`."""
+def restore_gan(run_dir, checkpoint=None):
+    """(gan, config, epoch) from the newest checkpoint of `run_dir`, or from `checkpoint`.
+
+    Args:
+        checkpoint: a checkpoint prefix (e.g. RUN/checkpoints/ckpt-12) to restore
+            instead of the newest, e.g. to choose an epoch by validation.
+    """
     config = load_run_config(run_dir)
-    gan = build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed)
+    gan = build_model(config)
     epoch = tf.Variable(0, dtype=tf.int64)
-    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    latest = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if latest is None:
         raise TrainingError(f"{run_dir} has no checkpoint yet; train at least one epoch.")
     checkpoint_for(gan, epoch).restore(latest).assert_existing_objects_matched()
@@ -223,13 +286,17 @@ def restore_gan(run_dir):
 
 
 def train(config, out, resume=False, verbose="auto"):
-    """Train (or resume) a DCGAN run into `out`; return the trained DCGAN.
+    """Train (or resume) a run into `out`; return the trained DCGAN (ContextEncoderGAN, Judge).
 
     Raises:
         TrainingError / data.DataError: bad settings, data or run directory;
             nothing in `out` is overwritten.
     """
+    config = _check_model_settings(config)
     data.check_dataset_name(config.dataset)
+    if config.model == "judge" and not data.has_labels(config.dataset):
+        raise TrainingError(f"{config.dataset} has no class labels for a judge to learn; train the judge "
+                            "on fashion_mnist, svhn_cropped or cars196.")
     from tf_semantic_inpaint.models import upsampling_plan
 
     try:
@@ -240,6 +307,9 @@ def train(config, out, resume=False, verbose="auto"):
         config = dataclasses.replace(config, channels=data.dataset_channels(config.dataset))
     if config.batch_size < 1 or config.epochs < 1 or config.steps_per_epoch < 0:
         raise TrainingError("--batch-size and --epochs must be positive, --steps-per-epoch >= 0.")
+    if not 0.0 <= config.ema_decay < 1.0 or config.keep_checkpoints < 0:
+        raise TrainingError("--ema-decay must be in [0, 1) (0: no EMA of G) and "
+                            "--keep-checkpoints >= 0 (0: keep all).")
     chief, task_id = cluster_role(config.strategy)
     # Every worker checks before the strategy's start-up barrier; the chief writes only after it,
     # so no worker can mistake this run's own files for an existing run.
@@ -285,17 +355,17 @@ def _remove_stale_scratch():
             pass  # alive, another user's
 
 
-def _training_data(config, seed, multiworker):
-    """(batches, steps per epoch) of the training split; each batch is the GLOBAL batch.
+def _training_data(config, seed, multiworker=False):
+    """(batches, steps per epoch) of the run's model: images, or (images, labels) for the
+    judge; each batch is the GLOBAL batch.
 
     Under multiworker, every worker reads the same seeded order and keeps its share of
     each global batch (DATA sharding); FILE sharding would fail on single-file datasets
     such as Fashion-MNIST and give workers unequal numbers of batches on others.
     """
-    dataset, steps = data.training_dataset(
-        config.dataset, config.resolution, config.batch_size, config.channels,
-        config.data_dir or None, seed=seed,
-    )
+    load = data.labelled_training_dataset if config.model == "judge" else data.training_dataset
+    dataset, steps = load(config.dataset, config.resolution, config.batch_size, config.channels,
+                          config.data_dir or None, seed=seed)
     if multiworker:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -312,11 +382,11 @@ def _fit(config, out, work, chief, strategy, dataset, steps, resume, verbose):
         )
 
     with strategy.scope():
-        gan = build_gan(config.resolution, config.channels, config.z_dim, config.width, config.seed)
+        gan = build_model(config)
         epoch_var = tf.Variable(0, dtype=tf.int64)
         checkpoint = checkpoint_for(gan, epoch_var)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(work, "checkpoints"),
-                                         max_to_keep=3 if chief else 1)
+                                         max_to_keep=(config.keep_checkpoints or None) if chief else 1)
     # Every worker restores the chief's newest checkpoint (the shared run directory), as
     # Keras' BackupAndRestore does: all start from the same epoch and the same weights.
     latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints")) if resume else None
@@ -329,24 +399,40 @@ def _fit(config, out, work, chief, strategy, dataset, steps, resume, verbose):
     else:
         # On resume, reshuffle with a new seed rather than replaying epoch 1's order.
         if initial_epoch:
-            dataset, _ = _training_data(config, config.seed + initial_epoch,
-                                        config.strategy == "multiworker")
+            dataset, _ = _training_data(config, config.seed + initial_epoch, config.strategy == "multiworker")
+        fixed_z = np.random.default_rng(config.seed).uniform(-1, 1, (64, config.z_dim)).astype("float32")
+        samples, fit_options = _SampleGrid(os.path.join(work, "samples"), fixed_z), {}
+        if config.model == "judge":
+            from tf_semantic_inpaint.judge import validation_batches
+
+            samples, fit_options = None, {"validation_data": validation_batches(config)}
+        elif config.model == "context-encoder":
+            from tf_semantic_inpaint import context_encoder
+
+            # Fresh masks for every step; on resume they continue where the run stopped.
+            dataset = context_encoder.mask_batches(dataset.repeat(), config.seed, initial_epoch * steps)
+            samples = context_encoder.SampleCompletions(
+                os.path.join(work, "samples"),
+                *context_encoder.sample_inputs(config.dataset, config.resolution, config.channels,
+                                               config.data_dir or None),
+            )
         nan_guard = _StopOnNaN()
         callbacks = [nan_guard, _Checkpoint(manager, epoch_var, nan_guard)]
         session = None
         if chief:
             session = _SessionRecord(out, config.command, epoch_var)
-            fixed_z = np.random.default_rng(config.seed).uniform(-1, 1, (64, config.z_dim)).astype("float32")
             callbacks += [
                 session,
-                _SampleGrid(os.path.join(work, "samples"), fixed_z),
+                samples,
                 keras.callbacks.TensorBoard(os.path.join(work, "logs"), write_graph=False),
             ]
             session.write()  # recorded now: a session killed later keeps its entry
+        callbacks = [c for c in callbacks if c is not None]
         try:
             gan.fit(
                 dataset.repeat(), epochs=config.epochs, steps_per_epoch=steps,
                 initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False, verbose=verbose,
+                **fit_options,
             )
         except tf.errors.UnavailableError as error:
             raise _worker_lost(error, out) from None
@@ -417,10 +503,11 @@ class _SessionRecord(keras.callbacks.Callback):
             self.write()
 
 
-def weights_digest(gan):
-    """A short SHA-256 of G's and D's weights: equal on every worker of a healthy cluster."""
+def weights_digest(model):
+    """A short SHA-256 of all of a trained model's weights (for a DCGAN: G, D and the EMA
+    of G): equal on every worker of a healthy cluster."""
     digest = hashlib.sha256()
-    for weight in gan.generator.weights + gan.discriminator.weights:
+    for weight in model.weights:
         digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
     return digest.hexdigest()[:16]
 
@@ -439,8 +526,17 @@ def load_sessions(run_dir):
 
 
 def save_models(gan, out):
-    """Save G and D as generator.keras and discriminator.keras, each atomically."""
-    for model, name in ((gan.generator, "generator"), (gan.discriminator, "discriminator")):
+    """Save the final models atomically: G (the EMA G when the run keeps one), D and the
+    raw G as generator.keras, discriminator.keras and raw_generator.keras; a judge as
+    judge.keras."""
+    if not hasattr(gan, "generator"):
+        models = [(gan, "judge")]
+    else:
+        models = [(getattr(gan, "inference_generator", gan.generator), "generator"),
+                  (gan.discriminator, "discriminator")]
+        if getattr(gan, "ema_generator", None) is not None:
+            models.append((gan.generator, "raw_generator"))
+    for model, name in models:
         final = os.path.join(out, f"{name}.keras")
         tmp = os.path.join(out, f".tmp-{name}.keras")
         model.save(tmp)

@@ -1,0 +1,154 @@
+"""The encoder E(y ⊙ M, M) -> z: range, masking, serialization, training, a better start."""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_semantic_inpaint import data
+from tf_semantic_inpaint import encoder as encoding
+from tf_semantic_inpaint import train as training
+from tf_semantic_inpaint.masks import MASK_TYPES, importance_weights, make_mask
+from tf_semantic_inpaint.search import LatentSearch, SearchSettings
+
+
+def _masks(n, seed=0):
+    """n masks, the four kinds in turn, float32 [n, 28, 28, 1]."""
+    return np.stack([make_mask(MASK_TYPES[i % 4], 28, 28, seed=seed + i) for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def validation_images():
+    """The first 32 real Fashion-MNIST validation images, float32 [32, 28, 28, 1] in [-1, 1]."""
+    data.prepare("fashion_mnist")
+    ds, _ = data.load_images("fashion_mnist", "validation", 28)
+    return np.stack(list(ds.take(32).as_numpy_iterator()))
+
+
+def test_output_is_z_in_the_box_and_ignores_the_hole(fashion_mnist_test_images):
+    encoder = encoding.Encoder(28, 1, z_dim=100, width=8)
+    images = fashion_mnist_test_images[:8] * 2 - 1
+    masks = _masks(8)
+    z = encoder(images, masks).numpy()
+    assert z.shape == (8, 100) and z.dtype == np.float32
+    assert np.all(np.abs(z) < 1) and z.std() > 1e-3
+    scribbled = np.where(masks == 0, np.random.default_rng(0).uniform(-1, 1, images.shape), images)
+    np.testing.assert_array_equal(encoder(scribbled.astype(np.float32), masks).numpy(), z)
+    other_masks = _masks(8, seed=100)
+    assert not np.allclose(encoder(images, other_masks).numpy(), z)  # the mask itself is an input
+
+
+def test_config_and_keras_file_round_trip(tmp_path, fashion_mnist_test_images):
+    encoder = encoding.Encoder(28, 1, z_dim=100, width=8, name="encoder")
+    clone = encoding.Encoder.from_config(encoder.get_config())
+    assert clone.get_config() == encoder.get_config()
+    images, masks = fashion_mnist_test_images[:4] * 2 - 1, _masks(4)
+    encoder.save(tmp_path / "e.keras")
+    loaded = keras.saving.load_model(tmp_path / "e.keras")
+    np.testing.assert_array_equal(loaded(images, masks).numpy(), encoder(images, masks).numpy())
+
+
+def test_mask_bank_holds_every_kind_equally():
+    bank = encoding.mask_bank(28, per_kind=5, seed=1)
+    assert bank.shape == (20, 28, 28, 1)
+    missing = 1 - bank.mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(missing[:5], 0.25)  # center
+    np.testing.assert_allclose(missing[5:10], round(0.25 * 784) / 784)  # pattern
+    np.testing.assert_allclose(missing[10:15], round(0.8 * 784) / 784)  # random
+    np.testing.assert_allclose(missing[15:], 0.5)  # half
+
+
+def test_a_training_step_moves_e_and_leaves_g_frozen(tiny_models, fashion_mnist_train_images):
+    generator, _ = tiny_models
+    g_before = [w.numpy().copy() for w in generator.weights]
+    model = encoding.EncoderTraining(encoding.Encoder(28, 1, width=8), generator, seed=0, masks_per_kind=8)
+    model.compile()
+    e_before = [w.numpy().copy() for w in model.encoder.weights]
+    real = tf.data.Dataset.from_tensors(fashion_mnist_train_images[:16] * 2 - 1)
+    history = model.fit(real, epochs=1, verbose=0).history
+    assert set(history) == {"loss", "real_l1", "sample_l1", "latent_mse", "hole_l1"}
+    assert all(np.isfinite(v[0]) for v in history.values())
+    assert all(not np.array_equal(a, w.numpy()) for a, w in zip(e_before, model.encoder.weights))
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(g_before, generator.weights))
+    assert int(model.optimizer.iterations.numpy()) == 1
+
+
+@pytest.fixture(scope="module")
+def trained_encoder(tiny_models, fashion_mnist_train_images):
+    """E (width 16) trained 400 steps against the tiny G on real training images."""
+    generator, _ = tiny_models
+    keras.utils.set_random_seed(2)
+    model = encoding.EncoderTraining(encoding.Encoder(28, 1, width=16), generator, seed=2, masks_per_kind=64)
+    model.compile(keras.optimizers.Adam(1e-3))
+    real = fashion_mnist_train_images[:9600] * 2 - 1
+    ds = tf.data.Dataset.from_tensor_slices(real).shuffle(9600, seed=2).batch(32).repeat()
+    model.fit(ds, epochs=1, steps_per_epoch=400, verbose=0)
+    return model.encoder
+
+
+@pytest.mark.slow
+def test_encoders_z_is_a_better_start_than_a_random_z(tiny_models, trained_encoder, validation_images):
+    """On real validation images, all four masks: lower context loss at 0 and after 20 search steps."""
+    search = LatentSearch(*tiny_models)
+    masks = _masks(len(validation_images), seed=500)
+    images = tf.constant(validation_images)
+    encoded = trained_encoder(images, tf.constant(masks))
+    random = search.initial_z(len(validation_images), tf.constant(7))
+    weights = importance_weights(masks, SearchSettings.window)
+    for steps in (0, 20):
+        settings = SearchSettings(iterations=steps, restarts=1, lam=0.0)
+        losses = {
+            name: search.run(images, masks, settings, initial_z=z)["context_loss"].numpy()
+            for name, z in (("encoder", encoded), ("random", random))
+        }
+        if steps == 0:  # the search's loss at z_0 is the weighted L1 of G(z_0)
+            generated = search.generator(encoded, training=False)
+            direct = tf.reduce_sum(weights * tf.abs(generated - images), axis=[1, 2, 3]).numpy()
+            np.testing.assert_allclose(losses["encoder"], direct, rtol=1e-5)
+        for k, kind in enumerate(MASK_TYPES):
+            rows = slice(k, None, 4)
+            assert losses["encoder"][rows].mean() < losses["random"][rows].mean(), (steps, kind, losses)
+        assert losses["encoder"].mean() < 0.8 * losses["random"].mean(), (steps, losses)
+
+
+TINY_GAN = training.TrainConfig(width=8, batch_size=16, epochs=1, steps_per_epoch=2, seed=3)
+
+
+@pytest.fixture(scope="module")
+def gan_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("gan") / "run")
+    training.train(dataclasses.replace(TINY_GAN, keep_checkpoints=0), out, verbose=0)
+    return out
+
+
+@pytest.mark.slow
+def test_encoder_run_checkpoints_samples_final_model_and_resume(gan_run, tmp_path):
+    out = str(tmp_path / "enc")
+    config = encoding.EncoderConfig(generator=gan_run, width=8, batch_size=16, epochs=1, steps_per_epoch=2,
+                                    validation_images=16, seed=1)
+    first = encoding.train_encoder(config, out, verbose=0)
+    assert sorted(os.listdir(out)) == ["checkpoints", "encoder.keras", "logs", "run.json", "samples",
+                                       "sessions.json"]
+    assert os.listdir(os.path.join(out, "samples")) == ["epoch_001.png"]
+    images, masks = np.zeros((2, 28, 28, 1), np.float32), _masks(2)
+    np.testing.assert_array_equal(encoding.load_encoder(out)(images, masks).numpy(),
+                                  first.encoder(images, masks).numpy())
+    with pytest.raises(training.TrainingError, match="--resume"):
+        encoding.train_encoder(config, out, verbose=0)
+    resumed = encoding.train_encoder(dataclasses.replace(config, epochs=2), out, resume=True, verbose=0)
+    assert int(resumed.optimizer.iterations.numpy()) == 4  # 2 restored + 2 new
+    assert [s["epochs"] for s in training.load_sessions(out)] == [[0, 1], [1, 2]]
+    from_checkpoint = encoding.load_encoder(out, epoch=1)
+    assert not np.array_equal(from_checkpoint(images, masks).numpy(), resumed.encoder(images, masks).numpy())
+
+
+def test_bad_generator_is_a_clear_error(tmp_path, gan_run):
+    with pytest.raises(training.TrainingError, match="not a GAN run"):
+        encoding.train_encoder(encoding.EncoderConfig(generator=str(tmp_path)), str(tmp_path / "e"), verbose=0)
+    with pytest.raises(training.TrainingError, match="no checkpoint of epoch 7"):
+        encoding.train_encoder(encoding.EncoderConfig(generator=gan_run, generator_epoch=7),
+                               str(tmp_path / "e2"), verbose=0)
+    assert not os.path.exists(tmp_path / "e") and not os.path.exists(tmp_path / "e2")
