@@ -27,7 +27,6 @@ import dataclasses
 import json
 import os
 import sys
-import time
 
 import keras
 import numpy as np
@@ -39,7 +38,7 @@ from tf_semantic_inpaint.models import upsampling_plan
 from tf_semantic_inpaint.train import (
     TrainingError,
     _Checkpoint,
-    _record_session,
+    _SessionRecord,
     _StopOnNaN,
 )
 
@@ -357,13 +356,15 @@ def train_encoder(config, out, resume=False, verbose="auto"):
         dataset, _ = data.training_dataset(gan_config.dataset, gan_config.resolution, config.batch_size,
                                            gan_config.channels, data_dir, seed=config.seed + initial_epoch)
     nan_guard = _StopOnNaN()
+    session = _SessionRecord(out, config.command, epoch_var)
     callbacks = [
         nan_guard,
         _Checkpoint(manager, epoch_var, nan_guard),
+        session,
         _SampleGrid(os.path.join(out, "samples"), validation[0]),
         keras.callbacks.TensorBoard(os.path.join(out, "logs"), write_graph=False),
     ]
-    started = time.time()
+    session.write()  # recorded now: a session killed later keeps its entry
     try:
         training.fit(
             dataset.repeat(), epochs=config.epochs, steps_per_epoch=steps, initial_epoch=initial_epoch,
@@ -371,7 +372,7 @@ def train_encoder(config, out, resume=False, verbose="auto"):
             callbacks=callbacks, shuffle=False, verbose=verbose,
         )
     finally:
-        _record_session(out, config.command, started, initial_epoch, int(epoch_var.numpy()))
+        session.write()
     if nan_guard.failed_at is not None:
         raise TrainingError(f"encoder training diverged; the last good checkpoint "
                             f"({manager.latest_checkpoint or 'none'}) is kept. Resume with --resume.")
