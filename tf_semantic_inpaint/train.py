@@ -109,7 +109,7 @@ def cluster_role(strategy_name):
     if "TF_CONFIG" not in os.environ:
         raise TrainingError(
             "--strategy multiworker needs the TF_CONFIG environment variable describing "
-            "the cluster on every worker (see README, 'Scaling training')."
+            "the cluster on every worker (see README, 'Scaling training across machines')."
         )
     try:
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
