@@ -197,15 +197,15 @@ def test_the_command_passes_search_options_to_the_model_and_beam_options_to_beam
     out = tmp_path / "completed"
     result = CliRunner().invoke(main, [
         "inpaint-beam", str(pairs / "images" / "000[0-3].png"), str(pairs / "masks"), "--out", str(out),
-        "--model", tiny_export, "--iterations", "7", "--restarts", "1", "--no-blend",
+        "--model", tiny_export, "--iterations", "7", "--restarts", "2", "--no-blend", "--estimate", "mean",
         "--direct_num_workers", "1", "--direct_running_mode", "in_memory",
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "4 inpainted, 0 done before, 0 failed." in result.output
     assert sorted(_outputs(out)) == ["0000.png", "0001.png", "0002.png", "0003.png"]
     record = inpaint_beam.read_lines(str(out / ".records" / "0002.json"))[0]
-    assert record["job"]["settings"]["iterations"] == 7 and record["job"]["settings"]["restarts"] == 1
-    assert record["job"]["blend"] is False
+    assert record["job"]["settings"]["iterations"] == 7 and record["job"]["settings"]["restarts"] == 2
+    assert record["job"]["blend"] is False and record["job"]["estimate"] == "mean"
 
     unknown = CliRunner().invoke(main, ["inpaint-beam", str(pairs / "images" / "0000.png"), str(pairs / "masks"),
                                         "--out", str(tmp_path / "o2"), "--model", tiny_export,

@@ -65,6 +65,7 @@ class BeamJob:
         settings: the search settings, complete (the model's defaults with the user's
             changes), checked against the model's limits at launch.
         blend: Poisson-blend G(z*) into each image.
+        estimate: what fills the hole, "sample" or "mean" (inpaint.ESTIMATES).
         resize_mask: stretch a mask of another size to its image.
         force: redo pairs that already have a record for this model and search.
         batch_size: images per latent search (as `tfinpaint inpaint`).
@@ -77,6 +78,7 @@ class BeamJob:
     model_version: dict
     settings: SearchSettings
     blend: bool = True
+    estimate: str = "sample"
     resize_mask: bool = False
     force: bool = False
     batch_size: int = 16
@@ -85,7 +87,7 @@ class BeamJob:
     def fingerprint(self):
         """What makes two runs' results interchangeable: model, search, blending, masks."""
         return {"model": self.model_version, "settings": dataclasses.asdict(self.settings),
-                "blend": self.blend, "resize_mask": self.resize_mask}
+                "blend": self.blend, "estimate": self.estimate, "resize_mask": self.resize_mask}
 
 
 # --- Paths on any file system ---------------------------------------------------------
@@ -202,11 +204,11 @@ class InpaintModelHandler(ModelHandler):
     inference is a `Refused` with the model's reason.
     """
 
-    def __init__(self, model_dir, settings, blend=True, batch_size=16):
+    def __init__(self, model_dir, settings, blend=True, batch_size=16, estimate="sample"):
         # Fixed batches, as `tfinpaint inpaint`: Beam's adaptive batching starts at 1 and keeps
         # a batch under 10 s, which a search of 16 images exceeds (measured 25% slower).
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
-        self.model_dir, self.settings, self.blend = model_dir, settings, blend
+        self.model_dir, self.settings, self.blend, self.estimate = model_dir, settings, blend, estimate
 
     def load_model(self):
         from tf_semantic_inpaint.local import LocalModel
@@ -217,7 +219,7 @@ class InpaintModelHandler(ModelHandler):
         from tf_semantic_inpaint.inpaint import complete, mismatch_warnings
 
         def search(pairs):
-            results = complete(pairs, model, self.settings, self.blend)
+            results = complete(pairs, model, self.settings, self.blend, estimate=self.estimate)
             return [(result, mismatch_warnings(pair.image, model)) for pair, result in zip(pairs, results)]
 
         def alone(pair):
@@ -418,7 +420,7 @@ def build(pipeline, job):
         | "Check" >> beam.ParDo(_Pair(job, shared_mask)).with_outputs(_FAILED, "kept", main="todo")
     )
     loaded = paired.todo | "Load" >> beam.ParDo(_Load(job.resize_mask)).with_outputs(_FAILED, main="ok")
-    handler = InpaintModelHandler(job.model, job.settings, job.blend, job.batch_size)
+    handler = InpaintModelHandler(job.model, job.settings, job.blend, job.batch_size, job.estimate)
     predictions, failures = loaded.ok | "Inpaint" >> RunInference(handler).with_exception_handling()
     written = predictions | "Write" >> beam.ParDo(_Write(job)).with_outputs(_FAILED, main="records")
     failed_inference = failures.failed_inferences | "FailedBatches" >> beam.FlatMap(_failed_batch)
@@ -451,7 +453,7 @@ class BeamReport:
 
 
 def run(images, masks, out, model=None, settings=None, blend=True, resize_mask=False, force=False,
-        batch_size=16, pipeline_args=None):
+        batch_size=16, pipeline_args=None, estimate="sample"):
     """Inpaint every image/mask pair on Beam and wait for the pipeline; return a BeamReport.
 
     Args:
@@ -459,6 +461,7 @@ def run(images, masks, out, model=None, settings=None, blend=True, resize_mask=F
         out: output folder.
         model: SavedModel or TF Serving base, local or remote; None: the shipped model.
         settings: {SearchSettings field: value} overriding the model's defaults.
+        estimate: "sample" (the best G(z*)) or "mean" (the posterior-mean estimate).
         pipeline_args: Beam pipeline options as command-line words, e.g.
             ["--runner", "DataflowRunner", "--project", "p", ...].
 
@@ -466,6 +469,10 @@ def run(images, masks, out, model=None, settings=None, blend=True, resize_mask=F
         InpaintError: nothing matches `images`, the model cannot be loaded, or a
             setting is out of range or over the model's limits; before the pipeline starts.
     """
+    from tf_semantic_inpaint.inpaint import ESTIMATES
+
+    if estimate not in ESTIMATES:
+        raise InpaintError(f"unknown estimate {estimate!r}: use one of {', '.join(ESTIMATES)}.")
     options = _pipeline_options(pipeline_args or [])
     if not _is_folder(images) and not _match(images):
         raise InpaintError(f"no file matches {images}; check the pattern (quote it in a shell).")
@@ -473,7 +480,8 @@ def run(images, masks, out, model=None, settings=None, blend=True, resize_mask=F
     settings = dataclasses.replace(loaded.defaults, **(settings or {})).check(loaded.limits, batch_size)
     del loaded  # each worker loads its own
     job = BeamJob(images=images, masks=masks, out=out, model=model_dir, model_version=version,
-                  settings=settings, blend=blend, resize_mask=resize_mask, force=force, batch_size=batch_size)
+                  settings=settings, blend=blend, estimate=estimate, resize_mask=resize_mask, force=force,
+                  batch_size=batch_size)
     _remove_leftovers(out)
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, job)
