@@ -251,8 +251,8 @@ def test_semantic_table_and_json(report):
 
 
 def test_paired_differences_against_the_context_encoder_and_nearest_neighbour(report):
-    assert report.paired_pairs() == [("ours_blend", "context_encoder"), ("ours_blend", "nearest_neighbour")]
-    first, second = report.paired_pairs()[-1]
+    assert report.pairs == (("ours_blend", "context_encoder"), ("ours_blend", "nearest_neighbour"))
+    first, second = report.pairs[-1]
     a = np.array(report.scores[first]["pattern"].psnr_per_image)
     b = np.array(report.scores[second]["pattern"].psnr_per_image)
     mean, error, share = report.paired(first, second, "pattern")
