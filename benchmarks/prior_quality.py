@@ -88,12 +88,12 @@ def range_fit(generator, discriminator, images):
     n = len(images)
     tiled = tf.repeat(tf.constant(images * 2 - 1), RANGE_STARTS, axis=0)
     weights = tf.ones_like(tiled[..., :1])  # plain L1 over every pixel
-    z = search.initial_z(n * RANGE_STARTS, tf.constant(0))
+    z = search.initial_z(n, RANGE_STARTS, tf.constant(0))
     never = tf.fill([n * RANGE_STARTS], float("inf"))
     state = (z, tf.zeros_like(z), tf.zeros_like(z), tf.constant(0), z, never)
     lam, restarts = tf.constant(0.0), tf.constant(RANGE_STARTS)
-    state, _ = search.advance(state, tiled, weights, tf.constant(RANGE_STEPS), lam, tf.constant(RANGE_LR))
-    best = search.finish(state, tiled, weights, lam, restarts)
+    state = search.adam_steps(state, tiled, weights, tf.constant(RANGE_STEPS), lam, tf.constant(RANGE_LR))
+    best = search.select_best(state, tiled, weights, lam, restarts)
     fitted = np.clip(best["generated"].numpy() * 0.5 + 0.5, 0, 1)
     return _psnr(fitted, images), fitted
 
@@ -108,8 +108,8 @@ def main():
     parser.add_argument("--skip-inpainting", action="store_true", help="only (a) and (c)")
     args = parser.parse_args()
 
+    from tf_semantic_inpaint.contract import SearchSettings
     from tf_semantic_inpaint.images import grid, write_image
-    from tf_semantic_inpaint.search import SearchSettings
 
     generator, discriminator, config, source = load_models(args.model, args.epoch, args.raw)
     name = args.name or (

@@ -52,7 +52,8 @@ def curve(module, images, masks, settings, chunk):
     inputs = (tf.constant(images), tf.constant(masks))
     points = []
     for done, carry, _ in search_in_chunks(module, module.search_start, inputs, settings, chunk):
-        best = module.search_finish(carry, *inputs, tf.constant(settings.lam), tf.constant(settings.restarts))
+        best = module.search_finish(carry, *inputs, tf.constant(settings.lam), tf.constant(settings.restarts),
+                                    tf.constant(settings.samples))
         generated = best["generated"].numpy()
         comp = np.stack([composite(y, g, m) for y, g, m in zip(images, generated, masks)])
         blend = np.stack([poisson_blend(y, g, m) for y, g, m in zip(images, generated, masks)])
@@ -65,14 +66,15 @@ def module_for(generator, discriminator, window, prior):
     from tf_semantic_inpaint.export import InpaintingModule, SearchCompleter
 
     limits = Limits(max_candidate_steps=10**9, max_candidates=10**6)  # a benchmark, not a server
-    return InpaintingModule(SearchCompleter(generator, discriminator, window, prior), limits=limits)
+    return InpaintingModule(SearchCompleter(generator, discriminator, prior), limits=limits)
 
 
 def score(modules, images, masks, settings, window, prior):
     """Mean PSNR (composite, blended) per mask kind and over all four, at settings.iterations."""
     out = {}
     for kind in MASKS:
-        last = curve(modules[window, prior], images, masks[kind], settings, settings.iterations)[-1]
+        last = curve(modules[window, prior], images, masks[kind], dataclasses.replace(settings, window=window),
+                     settings.iterations)[-1]
         out[kind] = {"composite": round(last[1], 3), "blended": round(last[2], 3)}
     out["mean"] = {k: round(float(np.mean([out[m][k] for m in MASKS])), 3) for k in ("composite", "blended")}
     return out

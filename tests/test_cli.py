@@ -88,7 +88,7 @@ def test_train_resume_and_export_write_what_they_say(cli_run):
     assert sorted(os.listdir(run / "samples")) == ["epoch_001.png", "epoch_002.png"]
     assert (cli_run / "models" / "tiny" / "1" / "saved_model.pb").is_file()
     card = json.loads((cli_run / "models" / "tiny" / "1" / "model_card.json").read_text())
-    assert card["search_fixed"]["window"] == 7 and card["search_defaults"]["iterations"] == 20
+    assert card["search_defaults"]["window"] == 7 and card["search_defaults"]["iterations"] == 20
     assert card["epochs"] == 2 and [s["epochs"] for s in card["training_sessions"]] == [[0, 1], [1, 2]]
     bad = invoke("export", run, "--out", cli_run / "models" / "bad", "--window", "4")
     assert bad.exit_code == 1 and "odd" in bad.output
@@ -212,10 +212,11 @@ def test_mismatched_input_gets_a_warning_that_says_what_to_do(cli_run, tmp_path)
 def test_help_texts_name_every_option_and_its_default():
     for command in ("inpaint", "export", "evaluate", "serve"):
         result = invoke(command, "--help")
-        for option in ("--iterations", "--restarts", "--lam", "--lr", "--seed"):
+        for option in ("--iterations", "--restarts", "--lam", "--lr", "--seed", "--window"):
             if command == "serve":
                 break
-            block = result.output.split(option, 1)[1].split("\n  -")[0]
+            options = result.output.split("Options:", 1)[1]  # not the examples above it
+            block = options.split(option, 1)[1].split("\n  -")[0]
             assert "default" in block, (command, option, block)
 
 

@@ -242,8 +242,8 @@ def test_cli_refuses_context_encoder_settings_for_a_dcgan(tmp_path):
 # --- Export: the DCGAN model's contract --------------------------------------------------
 
 
-CE_SIGNATURES = ["inpaint", "inpaint_png", "inpaint_png_with_settings", "inpaint_with_settings", "limits",
-                 "serving_default"]
+CE_SIGNATURES = ["inpaint", "inpaint_png", "inpaint_png_with_options", "inpaint_png_with_settings",
+                 "inpaint_with_options", "inpaint_with_settings", "limits", "serving_default"]
 
 
 def test_export_card_says_what_it_is_and_that_it_does_not_search(tiny_context_encoder_export):
@@ -267,9 +267,10 @@ def test_inpaint_signature_is_f_pasted_into_the_hole(tiny_context_encoder, tiny_
     images = fashion_mnist_test_images[:4]
     masks = np.stack([make_mask(kind, 28, 28, seed=i) for i, kind in enumerate(MASK_TYPES)])
     out = loaded.signatures["inpaint"](images=tf.constant(images), masks=tf.constant(masks))
-    assert sorted(out) == ["completed", "context_loss", "generated", "prior_loss", "z"]
+    assert sorted(out) == ["completed", "context_loss", "generated", "mean", "prior_loss", "z"]
     expected = ce.fill(tiny_context_encoder.generator, images * 2 - 1, masks).numpy()
     np.testing.assert_allclose(out["generated"].numpy(), np.clip(expected * 0.5 + 0.5, 0, 1), atol=1e-5)
+    np.testing.assert_array_equal(out["mean"].numpy(), out["generated"].numpy())  # F predicts the mean
     completed = out["completed"].numpy()
     np.testing.assert_array_equal(completed[masks == 1], images[masks == 1])
     np.testing.assert_array_equal(completed[masks == 0], out["generated"].numpy()[masks == 0])
@@ -305,6 +306,23 @@ def test_library_paths_run_it_like_the_dcgan_model(tiny_context_encoder_export, 
     assert np.abs(result.generated - big)[~known].mean() < 0.3  # a garment, not noise
     found = model.search(fashion_mnist_test_images[:2], np.stack([make_mask("half", 28, 28, seed=1)] * 2))
     assert found["completed"].shape == (2, 28, 28, 1) and found["z"].shape == (2, 0)
+
+
+def test_it_gives_one_completion_and_refuses_more_or_a_warm_start(tiny_context_encoder_export,
+                                                                   fashion_mnist_test_images):
+    base, _ = tiny_context_encoder_export
+    fn = tf.saved_model.load(os.path.join(base, "1")).signatures["inpaint_with_options"]
+    images = tf.constant(fashion_mnist_test_images[:2])
+    masks = tf.constant(np.stack([make_mask("center", 28, 28)] * 2))
+    ok = dict(iterations=tf.constant(0), lam=tf.constant(0.0), learning_rate=tf.constant(0.1), restarts=tf.constant(4),
+              seed=tf.constant(0), samples=tf.constant(1), window=tf.constant(15), warm_start=tf.constant(0))
+    out = fn(images=images, masks=masks, **ok)
+    assert out["samples"].shape == (2, 1, 28, 28, 1)
+    np.testing.assert_array_equal(out["samples"].numpy()[:, 0], out["generated"].numpy())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="got 2; this model gives one completion per image"):
+        fn(images=images, masks=masks, **{**ok, "samples": tf.constant(2)})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="warm_start = 1 needs an encoder"):
+        fn(images=images, masks=masks, **{**ok, "warm_start": tf.constant(1)})
 
 
 def test_served_over_rest_like_the_dcgan_model(tiny_context_encoder_export, fashion_mnist_test_images):

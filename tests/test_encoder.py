@@ -1,6 +1,7 @@
 """The encoder E(y ⊙ M, M) -> z: range, masking, serialization, training, a better start."""
 
 import dataclasses
+import json
 import os
 
 import keras
@@ -12,7 +13,7 @@ from tf_semantic_inpaint import data
 from tf_semantic_inpaint import encoder as encoding
 from tf_semantic_inpaint import train as training
 from tf_semantic_inpaint.masks import MASK_TYPES, importance_weights, make_mask
-from tf_semantic_inpaint.search import LatentSearch, SearchSettings
+from tf_semantic_inpaint.search import WINDOW, LatentSearch
 
 
 def _masks(n, seed=0):
@@ -96,14 +97,15 @@ def test_encoders_z_is_a_better_start_than_a_random_z(tiny_models, trained_encod
     masks = _masks(len(validation_images), seed=500)
     images = tf.constant(validation_images)
     encoded = trained_encoder(images, tf.constant(masks))
-    random = search.initial_z(len(validation_images), tf.constant(7))
-    weights = importance_weights(masks, SearchSettings.window)
+    weights = importance_weights(masks, WINDOW)
+
+    def context_loss(steps, guess):  # one start: the encoder's z, or uniform random (seed 7)
+        tiled, w, state = search.prepare(images, tf.constant(masks), tf.constant(1), tf.constant(7), guess=guess)
+        state = search.adam_steps(state, tiled, w, tf.constant(steps), tf.constant(0.0), tf.constant(0.03))
+        return search.select_best(state, tiled, w, tf.constant(0.0), tf.constant(1))["context_loss"].numpy()
+
     for steps in (0, 20):
-        settings = SearchSettings(iterations=steps, restarts=1, lam=0.0)
-        losses = {
-            name: search.run(images, masks, settings, initial_z=z)["context_loss"].numpy()
-            for name, z in (("encoder", encoded), ("random", random))
-        }
+        losses = {"encoder": context_loss(steps, encoded), "random": context_loss(steps, None)}
         if steps == 0:  # the search's loss at z_0 is the weighted L1 of G(z_0)
             generated = search.generator(encoded, training=False)
             direct = tf.reduce_sum(weights * tf.abs(generated - images), axis=[1, 2, 3]).numpy()
@@ -152,3 +154,16 @@ def test_bad_generator_is_a_clear_error(tmp_path, gan_run):
         encoding.train_encoder(encoding.EncoderConfig(generator=gan_run, generator_epoch=7),
                                str(tmp_path / "e2"), verbose=0)
     assert not os.path.exists(tmp_path / "e") and not os.path.exists(tmp_path / "e2")
+
+
+def test_export_takes_only_an_encoder_of_the_exported_generator(gan_run, tmp_path):
+    from tf_semantic_inpaint.errors import InpaintError
+    from tf_semantic_inpaint.export import export
+
+    other = tmp_path / "enc"
+    os.makedirs(other)
+    (other / "run.json").write_text(json.dumps(dataclasses.asdict(
+        encoding.EncoderConfig(generator=str(tmp_path / "another_gan")))))
+    with pytest.raises(InpaintError, match="was trained for the G of .*another_gan.*train-encoder --generator"):
+        export(gan_run, str(tmp_path / "m"), encoder=str(other))
+    assert not os.path.exists(tmp_path / "m")

@@ -20,8 +20,9 @@ from tf_semantic_inpaint.masks import make_mask, mask_png
 from tf_semantic_inpaint.train import TrainConfig
 
 SETTINGS = SearchSettings(iterations=25, restarts=2, learning_rate=0.05, seed=5)
-SIGNATURES = ["discriminate", "generate", "inpaint", "inpaint_png", "inpaint_png_with_settings",
-              "inpaint_with_settings", "limits", "serving_default"]
+SIGNATURES = ["discriminate", "generate", "inpaint", "inpaint_png", "inpaint_png_with_options",
+              "inpaint_png_with_settings", "inpaint_with_options", "inpaint_with_settings", "limits",
+              "serving_default"]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_layout_and_model_card(exported):
     assert card["dataset"] == "fashion_mnist" and card["epochs"] == 3
     assert card["training_command"].startswith("tfinpaint train")
     assert card["search_defaults"] == dataclasses.asdict(SETTINGS)
-    assert card["search_fixed"] == {"window": 15, "prior": "paper"}
+    assert card["search_fixed"] == {"prior": "paper", "encoder": False}
     assert card["limits"] == dataclasses.asdict(Limits.for_resolution(28))
     assert card["training_time_s"] == 12.5
     assert card["signatures"] == SIGNATURES
@@ -106,7 +107,8 @@ def test_not_a_run_directory_is_a_clear_error(tmp_path):
         exporting.export(str(tmp_path), str(tmp_path / "m"))
 
 
-@pytest.mark.parametrize("options, message", [(dict(window=4), "odd"), (dict(prior="wild"), "unknown prior"),
+@pytest.mark.parametrize("options, message", [(dict(settings=SearchSettings(window=4)), "odd"),
+                                              (dict(prior="wild"), "unknown prior"),
                                               (dict(settings=SearchSettings(restarts=0)), "restarts")])
 def test_bad_export_options_are_refused_before_loading(run_dir, tmp_path, options, message):
     with pytest.raises(InpaintError, match=message):
@@ -121,7 +123,7 @@ def test_every_signature_in_process(exported, tiny_models, fashion_mnist_test_im
     assert sorted(loaded.signatures.keys()) == SIGNATURES
     images, masks = _images_and_masks(fashion_mnist_test_images[:3])
     out = loaded.signatures["inpaint"](images=tf.constant(images), masks=tf.constant(masks))
-    assert sorted(out) == ["completed", "context_loss", "generated", "prior_loss", "z"]
+    assert sorted(out) == ["completed", "context_loss", "generated", "mean", "prior_loss", "z"]
     completed, generated = out["completed"].numpy(), out["generated"].numpy()
     assert completed.shape == generated.shape == (3, 28, 28, 1)
     np.testing.assert_array_equal(completed[masks == 1], images[masks == 1])

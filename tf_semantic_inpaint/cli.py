@@ -270,10 +270,33 @@ def search_options(command):
         click.option("--lr", "learning_rate", type=_Finite(0.0, False), default=None,
                      help="Adam's learning rate on z [default: the model's]."),
         click.option("--seed", type=_INT32, default=None, help="Seed of the random starts [default: the model's]."),
+        click.option("--samples", type=click.IntRange(1, 2**31 - 1), default=None,
+                     help="K distinct completions to return (at most --restarts); with K > 1 `inpaint` "
+                          "also writes OUT_sample1..K and a contact sheet OUT_samples.png [default: 1]."),
+        click.option("--window", type=click.IntRange(1, 2**31 - 1), default=None,
+                     help="Side of the importance-weight window N(i), odd (the paper's is 7) [default: the model's]."),
+        click.option("--warm-start/--random-start", "warm_start", default=None,
+                     help="Start from the model's encoder E(y*M, M), or from random z as in the paper "
+                          "[default: the model's: warm when it has an encoder]."),
+        click.option("--method", type=click.Choice(["paper"]), default=None,
+                     help="paper: the search exactly as published (7x7 window, λ 0.003, 1500 iterations, "
+                          "one random start); options given beside it still apply."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _search_overrides(options):
+    """{SearchSettings field: value} of the search options given (a --method preset first)."""
+    method = options.pop("method", None)
+    given = {k: v for k, v in options.items() if v is not None}
+    if method == "paper":
+        from tf_semantic_inpaint.contract import PAPER
+
+        given = {**{k: getattr(PAPER, k) for k in ("iterations", "restarts", "lam", "window", "warm_start",
+                                                    "samples")}, **given}
+    return given
 
 
 @main.command()
@@ -287,6 +310,10 @@ def search_options(command):
                    "half[-left|-right|-top|-bottom].")
 @click.option("--mask-seed", type=_INT32, default=0, show_default=True, help="Seed of --mask-type.")
 @search_options
+@click.option("--estimate", type=click.Choice(["sample", "mean"]), default="sample", show_default=True,
+              help="What fills the hole: the best sample G(z*) (sharp, one plausible answer) or the "
+                   "posterior-mean estimate, a loss-weighted average of the restarts (the best guess "
+                   "by PSNR, blurrier).")
 @click.option("--no-blend", is_flag=True, help="Skip Poisson blending: paste G(z*) into the hole.")
 @click.option("--compare", type=click.Path(dir_okay=False), default=None,
               help="Also write input | masked | G(z*) | result side by side to this PNG.")
@@ -297,7 +324,7 @@ def search_options(command):
 @click.option("--timeout", type=_Finite(0.0, False), default=60.0, show_default=True,
               help="REST timeout in seconds.")
 @_user_errors
-def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, resize_mask, force,
+def inpaint(image, mask, out, model, mask_type, mask_seed, estimate, no_blend, compare, resize_mask, force,
             server, model_name, timeout, **search):
     """Fill the missing region of IMAGE (white in MASK) with a semantic completion.
 
@@ -310,6 +337,10 @@ def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, re
         tfinpaint inpaint shirt.png --mask-type center --compare figure.png
 
         tfinpaint inpaint shirt.png hole.png --server http://localhost:8501 --model-name fashion_mnist
+
+        tfinpaint inpaint shirt.png --mask-type half --samples 4 --restarts 8
+
+        tfinpaint inpaint shirt.png hole.png --method paper
     """
     from tf_semantic_inpaint import files
 
@@ -336,9 +367,9 @@ def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, re
         return LocalModel(model)
 
     written = files.inpaint_files(
-        image, mask, out, model=load_model, settings={k: v for k, v in search.items() if v is not None},
+        image, mask, out, model=load_model, settings=_search_overrides(search),
         mask_type=mask_type, mask_seed=mask_seed, blend=not no_blend, compare=compare,
-        resize_mask=resize_mask, force=force,
+        resize_mask=resize_mask, force=force, estimate=estimate,
     )
     for path in written:
         click.echo(path)
@@ -359,12 +390,15 @@ def inpaint(image, mask, out, model, mask_type, mask_seed, no_blend, compare, re
 @click.option("--lr", "learning_rate", type=_Finite(0.0, False), default=None,
               help="Default Adam learning rate on z [default: 0.03].")
 @click.option("--seed", type=_INT32, default=None, help="Default seed of the random starts [default: 0].")
-@click.option("--window", type=int, default=15, show_default=True,
-              help="Side of the importance-weight window N(i), fixed at export (the paper's is 7).")
+@click.option("--window", type=int, default=None,
+              help="Default side of the importance-weight window N(i), odd (the paper's is 7) [default: 15].")
 @click.option("--prior", type=click.Choice(["paper", "nonsaturating"]), default="paper", show_default=True,
               help="Prior loss, fixed at export: λ log(1 - D(G(z))) (paper) or -λ log D(G(z)).")
+@click.option("--encoder", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A `tfinpaint train-encoder` run for this G: exported for warm starts (the `encode` "
+                   "signature), which `inpaint` then uses by default.")
 @_user_errors
-def export(run_dir, out, version, force, window, prior, **search):
+def export(run_dir, out, version, force, prior, encoder, **search):
     """Export a training run as ONE SavedModel (G, D, latent search) for TF Serving.
 
     Writes OUT/<version>/ (saved_model.pb, variables/, model_card.json), atomically.
@@ -379,8 +413,8 @@ def export(run_dir, out, version, force, window, prior, **search):
     from tf_semantic_inpaint.train import load_run_config
 
     settings = dataclasses.replace(SearchSettings(), **{k: v for k, v in search.items() if v is not None})
-    path = exporting.export(run_dir, out, version=version, force=force, settings=settings, window=window,
-                            prior=prior)
+    path = exporting.export(run_dir, out, version=version, force=force, settings=settings, prior=prior,
+                            encoder=encoder)
     if load_run_config(run_dir).model == "judge":
         click.echo(f"Exported the judge {path}; `tfinpaint evaluate --judge {out}` uses it.")
         return

@@ -116,7 +116,7 @@ class RestModel:
             signatures = metadata["metadata"]["signature_def"]["signature_def"]
         except (KeyError, TypeError):
             raise ServingError(f"{self.url}/metadata is not TF Serving model metadata.") from None
-        wanted = {"inpaint", "inpaint_with_settings", "inpaint_png", "inpaint_png_with_settings", "limits"}
+        wanted = {"inpaint", "inpaint_with_options", "inpaint_png", "inpaint_png_with_options", "limits"}
         if not wanted <= set(signatures):
             raise ServingError(
                 f"model {model_name!r} at {self.server} is not a current tf-semantic-inpaint export "
@@ -145,12 +145,12 @@ class RestModel:
         return outputs
 
     def _call(self, signature, inputs, settings, batch, progress):
-        """POST to `signature` (or its _with_settings twin when settings are given)."""
+        """POST to `signature` (or its _with_options twin when settings are given)."""
         if settings is not None:
             settings.check(self.limits, batch)  # fail here rather than after the upload
-            signature += "_with_settings"
+            signature += "_with_options"
             # Per-request scalars: only the columnar ("inputs") format carries them.
-            inputs = {**inputs, **dataclasses.asdict(settings)}
+            inputs = {**inputs, **dataclasses.asdict(settings), "warm_start": int(settings.warm_start)}
         outputs = self._predict(signature, inputs)
         known = settings or self.defaults
         if progress is not None and known is not None:  # one request cannot report steps: once, at the end
@@ -166,20 +166,35 @@ class RestModel:
         images, masks = np.asarray(images, np.float32), np.asarray(masks, np.float32)
         outputs = self._call("inpaint", {"images": images.tolist(), "masks": masks.tolist()}, settings,
                              len(images), progress)
-        return {key: np.asarray(outputs[key], np.float32)
-                for key in ("completed", "generated", "z", "context_loss", "prior_loss")}
+        result = {key: np.asarray(value, np.float32) for key, value in outputs.items()}
+        if "samples" not in result:  # `inpaint` answers the best sample only: K = 1
+            result["samples"] = result["generated"][:, np.newaxis]
+            result["sample_losses"] = (result["context_loss"] + result["prior_loss"])[:, np.newaxis]
+        return result
 
     def inpaint_png(self, image_pngs, mask_pngs, settings=None, progress=None):
         """The search on PNGs of any size; as LocalModel.inpaint_png."""
         b64 = lambda data: {"b64": base64.b64encode(data).decode("ascii")}  # noqa: E731
         inputs = {"image_png": [b64(p) for p in image_pngs], "mask_png": [b64(p) for p in mask_pngs]}
         outputs = self._call("inpaint_png", inputs, settings, len(image_pngs), progress)
-        result = {key: np.asarray(outputs[key], np.float32) for key in ("z", "context_loss", "prior_loss")}
-        for key in ("completed_png", "generated_png"):
-            result[key] = [base64.b64decode(item["b64"]) for item in outputs[f"{key}_bytes"]]
+        decode = lambda item: base64.b64decode(item["b64"])  # noqa: E731
+        result = {}
+        for key, value in outputs.items():
+            if key == "samples_png_bytes":
+                result["samples_png"] = [[decode(item) for item in row] for row in value]
+            elif key.endswith("_png_bytes"):
+                result[key.replace("_png_bytes", "_png")] = [decode(item) for item in value]
+            else:
+                result[key] = np.asarray(value, np.float32)
+        if "samples_png" not in result:  # `inpaint_png` answers the best sample only: K = 1
+            result["samples_png"] = [[png] for png in result["generated_png"]]
+            result["sample_losses"] = (result["context_loss"] + result["prior_loss"])[:, np.newaxis]
         return result
 
 
 def _scalar(value, cls, name):
     """A JSON number as the type of `cls`'s field `name`."""
-    return int(value) if cls.__dataclass_fields__[name].type in (int, "int") else float(value)
+    kind = cls.__dataclass_fields__[name].type
+    if kind in (bool, "bool"):
+        return bool(value)
+    return int(value) if kind in (int, "int") else float(value)

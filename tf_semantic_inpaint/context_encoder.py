@@ -219,13 +219,16 @@ class ContextEncoderCompleter:
     """F as the completion model that export.InpaintingModule wraps in the public contract.
 
     The contract is the DCGAN export's (`inpaint` = `serving_default`, `inpaint_png`,
-    the `*_with_settings` variants, `limits`), so every client runs a context encoder
-    unchanged. There is no search: `start` fills every hole in one forward pass,
-    `steps` passes the result through, and the per-request settings (iterations,
-    restarts, λ, learning rate, seed) are checked against the limits as for any model
-    but change nothing. The outputs that do not apply keep their shapes:
+    the `*_with_settings` and `*_with_options` variants, `limits`), so every client runs
+    a context encoder unchanged. There is no search: `start` fills every hole in one
+    forward pass, `steps` passes the result through, and the per-request settings
+    (iterations, restarts, λ, learning rate, seed) are checked against the limits as for
+    any model but change nothing; samples must be 1 and warm_start 0. The outputs that
+    do not apply keep their shapes:
 
         generated     [b, R, R, C] in [-1, 1]  F's prediction (the contract pastes it into the hole)
+        mean          [b, R, R, C]             the same: an L2-trained F predicts the mean
+        samples       [b, 1, R, R, C]          the same, the one sample
         z             [b, 0]                   no latent vector: an empty one per image
         context_loss  [b]                      ||W ⊙ (F(x) - y)||_1, the latent search's context
                                                loss (same W, same window) of F's prediction
@@ -242,22 +245,22 @@ class ContextEncoderCompleter:
     kind = "context-encoder"
     z_dim = 0
 
-    def __init__(self, network, window=None):
-        from tf_semantic_inpaint.search import WINDOW
+    encoder = None  # no warm start: there is no search
 
+    def __init__(self, network):
         self.network = network
         self.resolution, self.channels = network.resolution, network.channels
-        self.window = WINDOW if window is None else window
         # Raw tf.Variables: what both the TF2 and the TF1 (TF Serving) loaders restore.
         self.variables = [v.value for v in network.weights]
-        self.fixed = {"window": self.window}
+        self.fixed = {}
 
     def carry_spec(self):
         res, ch = self.resolution, self.channels
         return (tf.TensorSpec([None, res, res, ch], tf.float32), tf.TensorSpec([None], tf.float32))
 
-    def start(self, images, masks, restarts, seed):
-        """(generated [b, R, R, C] in [-1, 1], context_loss [b]); restarts and seed change nothing."""
+    def start(self, images, masks, restarts, seed, window, warm_start):
+        """(generated [b, R, R, C] in [-1, 1], context_loss [b]); restarts, seed and
+        warm_start change nothing, window only the reported context loss."""
         from tf_semantic_inpaint.masks import importance_weights
 
         no_context = tf.debugging.assert_greater(
@@ -266,7 +269,7 @@ class ContextEncoderCompleter:
         )
         with tf.control_dependencies([no_context]):
             generated = fill(self.network, images, masks)
-        weights = importance_weights(masks, self.window)
+        weights = importance_weights(masks, window)
         return generated, tf.reduce_sum(weights * tf.abs(generated - images), axis=[1, 2, 3])
 
     def steps(self, carry, iterations, lam, learning_rate, record_history=False):
@@ -275,10 +278,12 @@ class ContextEncoderCompleter:
             return carry, tf.tile(carry[1][tf.newaxis], [iterations, 1])
         return carry
 
-    def finish(self, carry, lam, restarts):
+    def finish(self, carry, masks, lam, restarts, samples):
+        """F's prediction is the mean and the one sample (samples = 1 is checked)."""
         generated, context_loss = carry
-        return {"generated": generated, "z": tf.zeros([tf.shape(generated)[0], 0]),
-                "context_loss": context_loss, "prior_loss": tf.zeros_like(context_loss)}
+        return {"generated": generated, "mean": generated, "samples": generated[:, tf.newaxis],
+                "z": tf.zeros([tf.shape(generated)[0], 0]), "context_loss": context_loss,
+                "prior_loss": tf.zeros_like(context_loss), "sample_losses": context_loss[:, tf.newaxis]}
 
     def extra_functions(self):
         return {}

@@ -17,7 +17,8 @@ from tf_semantic_inpaint.errors import InpaintError
 
 @dataclasses.dataclass(frozen=True)
 class SearchSettings:
-    """What a caller may change per request (the `inpaint_with_settings` inputs).
+    """What a caller may change per request (the `inpaint_with_options` inputs; the first
+    five are also `inpaint_with_settings`'s).
 
     Defaults measured on 32 Fashion-MNIST VALIDATION images x the four masks with the
     first shipped model (benchmarks/search_defaults.py -> results/search_defaults.json),
@@ -32,10 +33,16 @@ class SearchSettings:
     learning_rate: float = 0.03  # 0.01 / 0.03 / 0.1: 20.27 / 20.39 / 20.41 dB
     lam: float = 0.003  # the paper's λ; 0 / 0.003 / 0.03 / 0.3: 20.36 / 20.39 / 20.52 / 19.68 dB
     seed: int = 0
+    samples: int = 1  # K distinct completions returned per image (1 <= K <= restarts)
+    # The paper's N(i) is 7x7; weights then cover only a 3-pixel band around the hole,
+    # too little context for half-image holes: 3 / 7 / 15 / 27 gave 19.88 / 20.39 / 20.61 /
+    # 20.61 dB overall and 15.40 / 16.09 / 17.02 / 17.32 dB on half masks.
+    window: int = 15
+    warm_start: bool = False  # start from the model's encoder E(y ⊙ M, M) (models that have one)
 
     def check(self, limits=None, batch=1):
         """Raise InpaintError naming the first setting out of range (or over `limits`)."""
-        for name in ("iterations", "restarts", "seed"):
+        for name in ("iterations", "restarts", "seed", "samples", "window"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not INT32[0] <= value <= INT32[1]:
                 raise InpaintError(f"{name} must be a 32-bit integer, got {value!r}.")
@@ -51,10 +58,22 @@ class SearchSettings:
             raise InpaintError(f"learning_rate must be > 0, got {self.learning_rate}.")
         if self.lam < 0:
             raise InpaintError(f"lam (λ) must be >= 0, got {self.lam}.")
+        if not 1 <= self.samples <= self.restarts:
+            raise InpaintError(f"samples must be in 1..restarts ({self.restarts}), got {self.samples}; "
+                               "each sample comes from its own restart.")
+        if self.window < 1 or self.window % 2 == 0:
+            raise InpaintError(f"window must be an odd number >= 1 (the paper's is 7), got {self.window}.")
+        if not isinstance(self.warm_start, bool):
+            raise InpaintError(f"warm_start must be true or false, got {self.warm_start!r}.")
         if limits is not None:
-            for message in limits.violations(batch, self.restarts, self.iterations):
+            for message in limits.violations(batch, self.restarts, self.iterations, self.window):
                 raise InpaintError(message)
         return self
+
+
+# The paper's own search (Yeh et al., 2017, section 4): 7x7 window, λ = 0.003, 1500
+# iterations from one random start. Its learning rate is not stated: ours.
+PAPER = SearchSettings(iterations=1500, restarts=1, lam=0.003, window=7, warm_start=False)
 
 
 INT32 = (-(2**31), 2**31 - 1)
@@ -74,6 +93,7 @@ class Limits:
         max_image_pixels: width x height of one PNG of `inpaint_png`, read from its
             header before decoding (a 20000x20000 PNG is a 400 KB file but 4.8 GB decoded).
         max_request_pixels: the pixels of all PNGs of one request together.
+        max_window: the importance weights' window (any larger sees the whole image).
     """
 
     max_iterations: int = 3000
@@ -83,6 +103,7 @@ class Limits:
     max_candidate_steps: int = 131072
     max_image_pixels: int = 4096 * 4096
     max_request_pixels: int = 4 * 4096 * 4096
+    max_window: int = 255
 
     @classmethod
     def for_resolution(cls, resolution):
@@ -92,14 +113,16 @@ class Limits:
         with 4 restarts on 2 cores); 64x64: 256 and 32,768.
         """
         pixels = resolution * resolution
-        return cls(max_candidates=max(1, 2**20 // pixels), max_candidate_steps=max(1, 2**27 // pixels))
+        return cls(max_candidates=max(1, 2**20 // pixels), max_candidate_steps=max(1, 2**27 // pixels),
+                   max_window=2 * resolution + 1)
 
-    def violations(self, batch, restarts, iterations):
-        """Messages for every limit (batch, restarts, iterations) a request would break."""
+    def violations(self, batch, restarts, iterations, window=1):
+        """Messages for every limit (batch, restarts, iterations, window) a request would break."""
         found = []
         for name, value, limit in (("iterations", iterations, self.max_iterations),
                                    ("restarts", restarts, self.max_restarts),
-                                   ("batch", batch, self.max_batch)):
+                                   ("batch", batch, self.max_batch),
+                                   ("window", window, self.max_window)):
             if value > limit:
                 found.append(over_limit(name, value, limit))
         if batch * restarts > self.max_candidates:

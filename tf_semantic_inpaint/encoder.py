@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from tf_semantic_inpaint import data
 from tf_semantic_inpaint.masks import MASK_TYPES, make_mask
-from tf_semantic_inpaint.models import upsampling_plan
+from tf_semantic_inpaint.models import LeakyReLU, upsampling_plan
 from tf_semantic_inpaint.train import (
     TrainingError,
     _Checkpoint,
@@ -82,11 +82,11 @@ class Encoder(keras.Model):
         for i in range(doublings):
             layers += [
                 keras.layers.Conv2D(width * 2**i, 5, strides=2, padding="same"),
-                keras.layers.LeakyReLU(negative_slope=0.2),
+                LeakyReLU(negative_slope=0.2),
             ]
         layers += [
             keras.layers.Conv2D(width * 2**doublings, 3, padding="same"),
-            keras.layers.LeakyReLU(negative_slope=0.2),
+            LeakyReLU(negative_slope=0.2),
             keras.layers.Flatten(),
             keras.layers.Dense(z_dim, activation="tanh"),
         ]

@@ -5,19 +5,30 @@ model_card.json}. The contract, the same for every completion model (images in
 [0, 1], masks M with 1 = known pixel):
 
     inpaint, serving_default   images [b,R,R,C], masks [b,R,R,1] ->
-                               completed, generated [b,R,R,C], z [b,z_dim],
+                               completed, generated, mean [b,R,R,C], z [b,z_dim],
                                context_loss, prior_loss [b]
     inpaint_with_settings      the same plus scalars iterations, lam,
                                learning_rate, restarts, seed
+    inpaint_with_options       the same plus scalars samples (K), window,
+                               warm_start (0/1) -> also samples [b,K,R,R,C],
+                               sample_losses [b,K]
     inpaint_png                image_png, mask_png (PNG bytes [b], any size and
                                channels, 8 or 16 bit; mask white = missing) ->
-                               completed_png_bytes, generated_png_bytes (the
-                               input's size, channels and bit depth), z,
-                               context_loss, prior_loss
-    inpaint_png_with_settings  the same plus the scalar settings
+                               completed_png_bytes, generated_png_bytes,
+                               mean_png_bytes (the input's size, channels and bit
+                               depth), z, context_loss, prior_loss
+    inpaint_png_with_settings  the same plus the five scalar settings
+    inpaint_png_with_options   the same plus samples, window, warm_start -> also
+                               samples_png_bytes [b,K], sample_losses [b,K]
     limits                     no inputs -> the limits and defaults below
     generate                   z [b,z_dim] -> images [b,R,R,C] in [0, 1]
     discriminate               images [b,R,R,C] in [0, 1] -> logits [b]
+    encode                     images, masks -> z [b,z_dim] (with an encoder)
+
+`generated` is the best sample G(z*), `mean` the posterior-mean estimate (a
+loss-weighted average of the restarts' completions: the best single guess under
+squared error, blurrier than a sample); both are G's whole image, `completed` pastes
+the best sample into the hole.
 
 Every request is checked in the graph BEFORE anything it sizes is allocated: batch,
 restarts, iterations, batch x restarts, their product, the pixels each PNG header
@@ -50,10 +61,11 @@ import tensorflow as tf
 from tf_semantic_inpaint import preprocess
 from tf_semantic_inpaint.contract import Limits, SearchSettings, over_limit, versions
 from tf_semantic_inpaint.errors import InpaintError
-from tf_semantic_inpaint.search import WINDOW, LatentSearch, check_fixed
+from tf_semantic_inpaint.search import LatentSearch, check_fixed
 
 CARD_NAME = "model_card.json"
 SETTING_NAMES = ("iterations", "lam", "learning_rate", "restarts", "seed")
+OPTION_NAMES = SETTING_NAMES + ("samples", "window", "warm_start")
 
 
 # --- Checks inside the graph -------------------------------------------------------------
@@ -70,10 +82,21 @@ def _gated(checks, *tensors):
         return tuple(tf.identity(t) for t in tensors)
 
 
-def check_settings(limits, batch, iterations, lam, learning_rate, restarts):
+def check_settings(limits, batch, iterations, lam, learning_rate, restarts, samples=1, window=1, warm_start=0,
+                   completer=None):
     """Asserts of the per-request settings against `limits` (ints are int32, floats float32)."""
     batch, restarts_64, iterations_64 = (tf.cast(x, tf.int64) for x in (batch, restarts, iterations))
+    single = completer is not None and completer.kind != "dcgan"  # one completion per image
+    # restarts < 1 has its own message below
+    samples_ok = (restarts < 1) | ((samples >= 1) & (samples <= (1 if single else restarts)))
     checks = [
+        _refuse_unless(samples_ok, "samples must be in 1..restarts ({}), got {}" + (
+            "; this model gives one completion per image." if single else "."), restarts, samples),
+        _refuse_unless((window >= 1) & (window % 2 == 1), "window must be an odd number >= 1, got {}.", window),
+        _refuse_unless((warm_start == 0) | (warm_start == 1), "warm_start must be 0 or 1, got {}.", warm_start),
+        _refuse_unless((warm_start == 0) | (getattr(completer, "encoder", None) is not None),
+                       "warm_start = 1 needs an encoder and this model has none; ask for 0, or export "
+                       "the model with --encoder.", ),
         _refuse_unless(iterations >= 0, "iterations must be >= 0, got {}.", iterations),
         _refuse_unless(restarts >= 1, "restarts must be >= 1, got {}.", restarts),
         _refuse_unless(tf.math.is_finite(learning_rate) & (learning_rate > 0),
@@ -83,6 +106,7 @@ def check_settings(limits, batch, iterations, lam, learning_rate, restarts):
     for name, value, limit in (("iterations", iterations_64, limits.max_iterations),
                                ("restarts", restarts_64, limits.max_restarts),
                                ("batch", batch, limits.max_batch),
+                               ("window", tf.cast(window, tf.int64), limits.max_window),
                                ("batch x restarts", batch * restarts_64, limits.max_candidates),
                                ("batch x restarts x iterations", batch * restarts_64 * iterations_64,
                                 limits.max_candidate_steps)):
@@ -154,22 +178,31 @@ class SearchCompleter:
     The contract calls it in three steps, so the same graph runs whole (signatures)
     or in chunks (the library's progress bars):
 
-        carry = start(images, masks, restarts, seed)        images in [-1, 1], M in {0, 1}
+        carry = start(images, masks, restarts, seed, window, warm_start)
+                                                  images in [-1, 1], M in {0, 1}
         carry = steps(carry, iterations, lam, learning_rate)
-        result = finish(carry, lam, restarts)                dict: generated in [-1, 1],
-                                                             z, context_loss, prior_loss
+        result = finish(carry, masks, lam, restarts, samples)
+                                                  dict: generated, mean [b,R,R,C] and
+                                                  samples [b,K,R,R,C] in [-1, 1], z,
+                                                  context_loss, prior_loss, sample_losses
+
+    Args:
+        generator, discriminator: G and D.
+        prior: the prior term (search.PRIORS), fixed at export.
+        encoder: optional encoder.Encoder E(y ⊙ M, M) -> z for warm starts.
     """
 
     kind = "dcgan"
 
-    def __init__(self, generator, discriminator, window=WINDOW, prior="paper"):
-        self.generator, self.discriminator = generator, discriminator
-        self.search = LatentSearch(generator, discriminator, window=window, prior=prior)
+    def __init__(self, generator, discriminator, prior="paper", encoder=None):
+        self.generator, self.discriminator, self.encoder = generator, discriminator, encoder
+        self.search = LatentSearch(generator, discriminator, prior=prior)
         self.resolution, self.channels = generator.resolution, generator.channels
         self.z_dim = generator.z_dim
         # Raw tf.Variables: what both the TF2 and the TF1 (TF Serving) loaders restore.
-        self.variables = [v.value for v in generator.weights + discriminator.weights]
-        self.fixed = {"window": window, "prior": prior}
+        networks = [generator, discriminator] + ([encoder] if encoder is not None else [])
+        self.variables = [v.value for network in networks for v in network.weights]
+        self.fixed = {"prior": prior, "encoder": encoder is not None}
 
     def carry_spec(self):
         res, ch, z = self.resolution, self.channels, self.z_dim
@@ -178,8 +211,17 @@ class SearchCompleter:
         return (tf.TensorSpec([None, res, res, ch], tf.float32), tf.TensorSpec([None, res, res, 1], tf.float32),
                 state)
 
-    def start(self, images, masks, restarts, seed):
-        return self.search.prepare(images, masks, restarts, seed)
+    def start(self, images, masks, restarts, seed, window, warm_start):
+        tiled, weights, state = self.search.prepare(images, masks, restarts, seed, window)
+        if self.encoder is None:  # warm_start was checked: 1 only for models with an encoder
+            return tiled, weights, state
+
+        def warm():
+            guess = self.encoder(images, masks, training=False)
+            return self.search.initial_z(tf.shape(images)[0], restarts, seed, guess)
+
+        z = tf.cond(warm_start > 0, warm, lambda: state[0])
+        return tiled, weights, (z, *state[1:4], z, state[5])  # Adam from z, best visited z
 
     def steps(self, carry, iterations, lam, learning_rate, record_history=False):
         tiled, weights, state = carry
@@ -188,13 +230,12 @@ class SearchCompleter:
             return (tiled, weights, out[0]), out[1]
         return tiled, weights, out
 
-    def finish(self, carry, lam, restarts):
+    def finish(self, carry, masks, lam, restarts, samples):
         tiled, weights, state = carry
-        result = self.search.select_best(state, tiled, weights, lam, restarts)
-        return {key: result[key] for key in ("generated", "z", "context_loss", "prior_loss")}
+        return self.search.alternatives(state, tiled, weights, masks, lam, restarts, samples)
 
     def extra_functions(self):
-        """generate and discriminate, in the contract's [0, 1] image space."""
+        """generate, discriminate (and encode), in the contract's [0, 1] image space."""
         res, ch, z_dim = self.resolution, self.channels, self.z_dim
         images_spec = tf.TensorSpec([None, res, res, ch], tf.float32)
 
@@ -205,10 +246,19 @@ class SearchCompleter:
             logits = self.discriminator(preprocess.to_model_range(images), training=False)
             return {"logits": tf.reshape(logits, [-1])}
 
-        return {
+        functions = {
             "generate": tf.function(generate, input_signature=[tf.TensorSpec([None, z_dim], tf.float32)]),
             "discriminate": tf.function(discriminate, input_signature=[images_spec]),
         }
+        if self.encoder is not None:
+            def encode(images, masks):
+                images, known = _gated(check_images(images, masks), images, masks)
+                known = preprocess.binary_known(known)
+                return {"z": self.encoder(preprocess.to_model_range(images) * known, known, training=False)}
+
+            functions["encode"] = tf.function(
+                encode, input_signature=[images_spec, tf.TensorSpec([None, res, res, 1], tf.float32)])
+        return functions
 
 
 class InpaintingModule(tf.Module):
@@ -216,7 +266,8 @@ class InpaintingModule(tf.Module):
 
     Args:
         completer: the completion model (a SearchCompleter for a DCGAN).
-        settings: the SearchSettings baked into `inpaint` and `inpaint_png`.
+        settings: the SearchSettings baked into `inpaint` and `inpaint_png` (and the
+            defaults of the options `*_with_settings` does not take).
         limits: the contract.Limits every request is checked against.
     """
 
@@ -231,29 +282,41 @@ class InpaintingModule(tf.Module):
         images_spec = tf.TensorSpec([None, res, res, ch], tf.float32)
         masks_spec = tf.TensorSpec([None, res, res, 1], tf.float32)
         pngs_spec = tf.TensorSpec([None], tf.string)
+        # iterations, lam, learning_rate, restarts, seed; then samples, window, warm_start
         settings_spec = [scalar(tf.int32), scalar(tf.float32), scalar(tf.float32), scalar(tf.int32),
-                         scalar(tf.int32)]  # iterations, lam, learning_rate, restarts, seed
+                         scalar(tf.int32)]
+        options_spec = settings_spec + [scalar(tf.int32)] * 3
 
-        def defaults():
-            return dict(iterations=tf.constant(settings.iterations), lam=tf.constant(settings.lam),
-                        learning_rate=tf.constant(settings.learning_rate),
-                        restarts=tf.constant(settings.restarts), seed=tf.constant(settings.seed))
+        def defaults(names):
+            return {name: tf.constant(_setting(settings, name)) for name in names}
 
-        # Argument names are the signatures' input names. The default-settings signatures
-        # call the others, and those one traced search: each graph is traced once.
+        # Argument names are the signatures' input names. The narrower signatures call
+        # the options ones with the defaults, so each graph is traced once.
         def inpaint(images, masks):
-            return self.inpaint_with_settings(images, masks, **defaults())
+            return self._inpaint(images, masks, **defaults(OPTION_NAMES), with_samples=False)
+
+        def inpaint_with_settings(images, masks, iterations, lam, learning_rate, restarts, seed):
+            return self._inpaint(images, masks, iterations, lam, learning_rate, restarts, seed,
+                                 **defaults(OPTION_NAMES[5:]), with_samples=False)
 
         def inpaint_png(image_png, mask_png):
-            return self.inpaint_png_with_settings(image_png, mask_png, **defaults())
+            return self._inpaint_png(image_png, mask_png, **defaults(OPTION_NAMES), with_samples=False)
 
-        self._search = tf.function(self._search_fn, input_signature=[images_spec, masks_spec, *settings_spec])
-        self.inpaint_with_settings = tf.function(
-            self._inpaint, input_signature=[images_spec, masks_spec, *settings_spec])
+        def inpaint_png_with_settings(image_png, mask_png, iterations, lam, learning_rate, restarts, seed):
+            return self._inpaint_png(image_png, mask_png, iterations, lam, learning_rate, restarts, seed,
+                                     **defaults(OPTION_NAMES[5:]), with_samples=False)
+
+        self._search = tf.function(self._search_fn, input_signature=[images_spec, masks_spec, *options_spec])
         self.inpaint = tf.function(inpaint, input_signature=[images_spec, masks_spec])
-        self.inpaint_png_with_settings = tf.function(
-            self._inpaint_png, input_signature=[pngs_spec, pngs_spec, *settings_spec])
+        self.inpaint_with_settings = tf.function(
+            inpaint_with_settings, input_signature=[images_spec, masks_spec, *settings_spec])
+        self.inpaint_with_options = tf.function(
+            self._inpaint, input_signature=[images_spec, masks_spec, *options_spec])
         self.inpaint_png = tf.function(inpaint_png, input_signature=[pngs_spec, pngs_spec])
+        self.inpaint_png_with_settings = tf.function(
+            inpaint_png_with_settings, input_signature=[pngs_spec, pngs_spec, *settings_spec])
+        self.inpaint_png_with_options = tf.function(
+            self._inpaint_png, input_signature=[pngs_spec, pngs_spec, *options_spec])
         self.limits_function = tf.function(self._limits, input_signature=[])
         for name, fn in completer.extra_functions().items():
             setattr(self, name, fn)
@@ -261,37 +324,57 @@ class InpaintingModule(tf.Module):
 
         # The same search in pieces (carry in, carry out), for the library's progress bars.
         carry = completer.carry_spec()
-        self.search_start = tf.function(self._search_start, input_signature=[images_spec, masks_spec, *settings_spec])
-        self.png_start = tf.function(self._png_start, input_signature=[pngs_spec, pngs_spec, *settings_spec])
+        finish_spec = [scalar(tf.float32), scalar(tf.int32), scalar(tf.int32)]  # lam, restarts, samples
+        self.search_start = tf.function(self._search_start, input_signature=[images_spec, masks_spec, *options_spec])
+        self.png_start = tf.function(self._png_start, input_signature=[pngs_spec, pngs_spec, *options_spec])
         self.search_steps = tf.function(
             self._search_steps, input_signature=[carry, scalar(tf.int32), scalar(tf.float32), scalar(tf.float32)])
         self.search_finish = tf.function(
-            self._search_finish, input_signature=[carry, images_spec, masks_spec, scalar(tf.float32), scalar(tf.int32)])
-        self.png_finish = tf.function(
-            self._png_finish, input_signature=[carry, pngs_spec, pngs_spec, scalar(tf.float32), scalar(tf.int32)])
+            self._search_finish, input_signature=[carry, images_spec, masks_spec, *finish_spec])
+        self.png_finish = tf.function(self._png_finish, input_signature=[carry, pngs_spec, pngs_spec, *finish_spec])
 
     # -- the pieces ----------------------------------------------------------------------
 
-    def _checked_arrays(self, images, masks, iterations, lam, learning_rate, restarts):
-        checks = check_images(images, masks) + check_settings(
-            self.limits, tf.shape(images)[0], iterations, lam, learning_rate, restarts)
-        images, masks, iterations, restarts = _gated(checks, images, masks, iterations, restarts)
-        return images, preprocess.binary_known(masks), iterations, restarts
+    def _checks(self, batch, options):
+        """The asserts of the OPTION_NAMES values `options` for a request of `batch` images."""
+        o = dict(zip(OPTION_NAMES, options))
+        return check_settings(self.limits, batch, o["iterations"], o["lam"], o["learning_rate"], o["restarts"],
+                              o["samples"], o["window"], o["warm_start"], self.completer)
 
-    def _start(self, images, known, restarts, seed):
-        return self.completer.start(preprocess.to_model_range(images), known, restarts, seed)
+    def _checked_arrays(self, images, masks, options):
+        """(images, known M, options), all made to wait for their checks."""
+        checks = check_images(images, masks) + self._checks(tf.shape(images)[0], options)
+        images, masks, *options = _gated(checks, images, masks, *options)
+        return images, preprocess.binary_known(masks), options
 
-    def _outputs(self, result, images, known):
+    def _start(self, images, known, options):
+        o = dict(zip(OPTION_NAMES, options))
+        return self.completer.start(preprocess.to_model_range(images), known, o["restarts"], o["seed"], o["window"],
+                                    o["warm_start"])
+
+    def _finish(self, carry, known, lam, restarts, samples):
+        return self.completer.finish(carry, known, lam, restarts, samples)
+
+    def _outputs(self, result, images, known, with_samples=True):
         """The completer's result in the contract's [0, 1], composited at the model's size."""
         generated = preprocess.to_unit_range(result["generated"])
-        return {"completed": known * images + (1.0 - known) * generated, "generated": generated,
-                "z": result["z"], "context_loss": result["context_loss"], "prior_loss": result["prior_loss"]}
+        outputs = {"completed": known * images + (1.0 - known) * generated, "generated": generated,
+                   "mean": preprocess.to_unit_range(result["mean"]),
+                   **{key: result[key] for key in ("z", "context_loss", "prior_loss")}}
+        if with_samples:
+            outputs.update(samples=preprocess.to_unit_range(result["samples"]), sample_losses=result["sample_losses"])
+        return outputs
 
-    def _png_model_inputs(self, image_png, mask_png, iterations, lam, learning_rate, restarts):
-        """Checked PNGs -> the model's (images, known), one image at a time, at the model's size."""
-        checks = check_pngs(self.limits, image_png, mask_png) + check_settings(
-            self.limits, tf.size(image_png), iterations, lam, learning_rate, restarts)
-        image_png, mask_png, iterations, restarts = _gated(checks, image_png, mask_png, iterations, restarts)
+    def _png_model_inputs(self, image_png, mask_png, options):
+        """Checked PNGs -> the model's (images, known), at the model's size, and the checked PNGs
+        and options (a lowered while loop may decode the PNGs again before the search ends)."""
+        checks = check_pngs(self.limits, image_png, mask_png) + self._checks(tf.size(image_png), options)
+        image_png, mask_png, *options = _gated(checks, image_png, mask_png, *options)
+        images, known = self._png_to_model(image_png, mask_png)
+        return images, known, image_png, mask_png, options
+
+    def _png_to_model(self, image_png, mask_png):
+        """Checked PNGs -> (images [b,R,R,C] in [0, 1], known M [b,R,R,1]) at the model's size."""
         res, ch = self.completer.resolution, self.completer.channels
 
         def one(pngs):
@@ -300,68 +383,82 @@ class InpaintingModule(tf.Module):
             return small[0], small_known[0]
 
         # One image decoded at a time: memory stays at one image's, whatever the batch.
-        images, known = tf.map_fn(
+        return tf.map_fn(
             one, (image_png, mask_png), parallel_iterations=1,
             fn_output_signature=(tf.TensorSpec([res, res, ch], tf.float32), tf.TensorSpec([res, res, 1], tf.float32)))
-        # The checked PNGs too: a lowered while loop may decode them again before the search ends.
-        return images, known, iterations, restarts, image_png, mask_png
 
-    def _png_outputs(self, result, image_png, mask_png):
-        """G(z*) back at each input's size, channels (alpha kept) and bit depth, as PNG bytes."""
-        generated = preprocess.to_unit_range(result["generated"])
+    def _png_outputs(self, result, image_png, mask_png, with_samples=True):
+        """G's images back at each input's size, channels (alpha kept) and bit depth, as PNG bytes."""
         depth = preprocess.png_header(image_png)["bit_depth"]
+        fills = [result["generated"], result["mean"]]
+        if with_samples:
+            fills.append(result["samples"])
+        fills = [preprocess.to_unit_range(x) for x in fills]
 
         def one(args):
-            png, mask_bytes, small, bit_depth = args
+            png, mask_bytes, bit_depth, generated, mean, *samples = args
             image, known = preprocess.decode_png(png), preprocess.decode_mask_png(mask_bytes)
             colour, alpha = preprocess.colour_channels(image)
             shape = tf.shape(colour)
-            big = preprocess.from_model_output(small, shape[0], shape[1], shape[2])
+            encode = lambda small: preprocess.encode_png(  # noqa: E731
+                tf.concat([preprocess.from_model_output(small, shape[0], shape[1], shape[2]), alpha], -1), bit_depth)
+            big = preprocess.from_model_output(generated, shape[0], shape[1], shape[2])
             completed = tf.concat([known * colour + (1.0 - known) * big, alpha], axis=-1)
-            return (preprocess.encode_png(completed, bit_depth),
-                    preprocess.encode_png(tf.concat([big, alpha], axis=-1), bit_depth))
+            found = (preprocess.encode_png(completed, bit_depth), encode(generated), encode(mean))
+            if samples:
+                found += (tf.map_fn(encode, samples[0], fn_output_signature=tf.TensorSpec([], tf.string)),)
+            return found
 
-        completed, generated = tf.map_fn(
-            one, (image_png, mask_png, generated, depth), parallel_iterations=1,
-            fn_output_signature=(tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)))
-        return {"completed_png_bytes": completed, "generated_png_bytes": generated,
-                "z": result["z"], "context_loss": result["context_loss"], "prior_loss": result["prior_loss"]}
+        strings = lambda shape: tf.TensorSpec(shape, tf.string)  # noqa: E731
+        found = tf.map_fn(
+            one, (image_png, mask_png, depth, *fills), parallel_iterations=1,
+            fn_output_signature=(strings([]), strings([]), strings([])) + ((strings([None]),) if with_samples else ()))
+        outputs = {"completed_png_bytes": found[0], "generated_png_bytes": found[1], "mean_png_bytes": found[2],
+                   **{key: result[key] for key in ("z", "context_loss", "prior_loss")}}
+        if with_samples:
+            outputs.update(samples_png_bytes=found[3], sample_losses=result["sample_losses"])
+        return outputs
 
     # -- the signatures ---------------------------------------------------------------------
 
-    def _search_fn(self, images, known, iterations, lam, learning_rate, restarts, seed):
+    def _search_fn(self, images, known, iterations, lam, learning_rate, restarts, seed, samples, window, warm_start):
         """The whole completion of checked inputs at the model's size (images in [0, 1], known M)."""
-        carry = self.completer.steps(self._start(images, known, restarts, seed), iterations, lam, learning_rate)
-        return self.completer.finish(carry, lam, restarts)
+        carry = self._start(images, known, (iterations, lam, learning_rate, restarts, seed, samples, window,
+                                            warm_start))
+        carry = self.completer.steps(carry, iterations, lam, learning_rate)
+        return self._finish(carry, known, lam, restarts, samples)
 
-    def _inpaint(self, images, masks, iterations, lam, learning_rate, restarts, seed):
-        images, known, iterations, restarts = self._checked_arrays(
-            images, masks, iterations, lam, learning_rate, restarts)
-        result = self._search(images, known, iterations, lam, learning_rate, restarts, seed)
-        return self._outputs(result, images, known)
+    def _inpaint(self, images, masks, iterations, lam, learning_rate, restarts, seed, samples, window, warm_start,
+                 with_samples=True):
+        options = (iterations, lam, learning_rate, restarts, seed, samples, window, warm_start)
+        images, known, options = self._checked_arrays(images, masks, options)
+        return self._outputs(self._search(images, known, *options), images, known, with_samples)
 
-    def _inpaint_png(self, image_png, mask_png, iterations, lam, learning_rate, restarts, seed):
-        images, known, iterations, restarts, image_png, mask_png = self._png_model_inputs(
-            image_png, mask_png, iterations, lam, learning_rate, restarts)
-        result = self._search(images, known, iterations, lam, learning_rate, restarts, seed)
-        return self._png_outputs(result, image_png, mask_png)
+    def _inpaint_png(self, image_png, mask_png, iterations, lam, learning_rate, restarts, seed, samples, window,
+                     warm_start, with_samples=True):
+        options = (iterations, lam, learning_rate, restarts, seed, samples, window, warm_start)
+        images, known, image_png, mask_png, options = self._png_model_inputs(image_png, mask_png, options)
+        return self._png_outputs(self._search(images, known, *options), image_png, mask_png, with_samples)
 
     def _limits(self):
         values = dataclasses.asdict(self.limits)
-        values.update({f"default_{k}": v for k, v in dataclasses.asdict(self.settings).items()})
+        values.update({f"default_{k}": _setting(self.settings, k) for k in OPTION_NAMES})
         return {k: tf.constant(v, tf.float32 if isinstance(v, float) else tf.int32) for k, v in values.items()}
 
     # -- in chunks, for the library ---------------------------------------------------------
 
-    def _search_start(self, images, masks, iterations, lam, learning_rate, restarts, seed):
+    def _search_start(self, images, masks, iterations, lam, learning_rate, restarts, seed, samples, window,
+                      warm_start):
         """Checks the whole planned search (all its iterations), then returns the carry."""
-        images, known, _, restarts = self._checked_arrays(images, masks, iterations, lam, learning_rate, restarts)
-        return self._start(images, known, restarts, seed)
+        images, known, options = self._checked_arrays(
+            images, masks, (iterations, lam, learning_rate, restarts, seed, samples, window, warm_start))
+        return self._start(images, known, options)
 
-    def _png_start(self, image_png, mask_png, iterations, lam, learning_rate, restarts, seed):
-        images, known, _, restarts, _, _ = self._png_model_inputs(
-            image_png, mask_png, iterations, lam, learning_rate, restarts)
-        return self._start(images, known, restarts, seed)
+    def _png_start(self, image_png, mask_png, iterations, lam, learning_rate, restarts, seed, samples, window,
+                   warm_start):
+        images, known, _, _, options = self._png_model_inputs(
+            image_png, mask_png, (iterations, lam, learning_rate, restarts, seed, samples, window, warm_start))
+        return self._start(images, known, options)
 
     def _search_steps(self, carry, iterations, lam, learning_rate):
         """`iterations` more steps and their losses [iterations, candidates] (bounded by the limits)."""
@@ -373,19 +470,22 @@ class InpaintingModule(tf.Module):
         (iterations,) = _gated(checks, iterations)
         return self.completer.steps(carry, iterations, lam, learning_rate, record_history=True)
 
-    def _search_finish(self, carry, images, masks, lam, restarts):
-        return self._outputs(self.completer.finish(carry, lam, restarts), images, preprocess.binary_known(masks))
+    def _search_finish(self, carry, images, masks, lam, restarts, samples):
+        known = preprocess.binary_known(masks)
+        return self._outputs(self._finish(carry, known, lam, restarts, samples), images, known)
 
-    def _png_finish(self, carry, image_png, mask_png, lam, restarts):
+    def _png_finish(self, carry, image_png, mask_png, lam, restarts, samples):
         image_png, mask_png = _gated(check_pngs(self.limits, image_png, mask_png), image_png, mask_png)
-        return self._png_outputs(self.completer.finish(carry, lam, restarts), image_png, mask_png)
+        _, known = self._png_to_model(image_png, mask_png)  # the masks the search conditioned on
+        return self._png_outputs(self._finish(carry, known, lam, restarts, samples), image_png, mask_png)
 
     def signatures(self):
         """The serving signatures; `inpaint` is also `serving_default`."""
         functions = {
             "serving_default": self.inpaint, "inpaint": self.inpaint,
-            "inpaint_with_settings": self.inpaint_with_settings, "inpaint_png": self.inpaint_png,
-            "inpaint_png_with_settings": self.inpaint_png_with_settings, "limits": self.limits_function,
+            "inpaint_with_settings": self.inpaint_with_settings, "inpaint_with_options": self.inpaint_with_options,
+            "inpaint_png": self.inpaint_png, "inpaint_png_with_settings": self.inpaint_png_with_settings,
+            "inpaint_png_with_options": self.inpaint_png_with_options, "limits": self.limits_function,
             **{name: getattr(self, name) for name in self._extra},
         }
         return {name: fn.get_concrete_function() for name, fn in functions.items()}
@@ -402,6 +502,12 @@ class InpaintingModule(tf.Module):
             "limits": dataclasses.asdict(self.limits),
             "signatures": sorted(self.signatures()),
         }
+
+
+def _setting(settings, name):
+    """A setting as the graph takes it (warm_start as 0/1)."""
+    value = getattr(settings, name)
+    return int(value) if isinstance(value, bool) else value
 
 
 # --- Export of a training run ---------------------------------------------------------------
@@ -432,8 +538,8 @@ def load_trained_models(run_dir, raw=False):
     return generator, discriminator, dataclasses.replace(config, epochs=epochs)
 
 
-def export(run_dir, base, version=None, force=False, settings=SearchSettings(), window=WINDOW,
-           prior="paper", limits=None, notes=None):
+def export(run_dir, base, version=None, force=False, settings=SearchSettings(), prior="paper",
+           limits=None, notes=None, encoder=None):
     """Export a training run as BASE/<version>/ for TF Serving; return that path.
 
     A DCGAN run exports the latent search (SearchCompleter), a context-encoder run
@@ -445,8 +551,11 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
         base: the model base directory (e.g. saved_models/fashion_mnist).
         version: integer version; default one more than the newest present.
         force: replace an existing version.
-        settings: per-request search defaults baked into `inpaint` / `inpaint_png`.
-        window, prior: the search's fixed parts (search.LatentSearch).
+        settings: per-request search defaults baked into `inpaint` / `inpaint_png`
+            (warm_start is turned on when there is an encoder).
+        prior: the search's prior term, fixed (search.PRIORS).
+        encoder: optional `tfinpaint train-encoder` run directory: E(y ⊙ M, M) -> z,
+            exported for warm starts (the `encode` signature).
         limits: contract.Limits; default Limits.for_resolution(the model's).
         notes: extra fields for the model card (e.g. training time).
 
@@ -470,7 +579,7 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
     if os.path.exists(target) and not force:
         raise InpaintError(f"{target} exists; pass --force to replace it or choose another --version.")
     try:
-        check_fixed(window, prior)  # before any model is loaded
+        check_fixed(settings.window, prior)  # before any model is loaded
     except ValueError as error:
         raise InpaintError(str(error)) from None
     generator, discriminator, config = load_trained_models(run_dir)
@@ -480,16 +589,23 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
     if config.model == "context-encoder":
         from tf_semantic_inpaint.context_encoder import ContextEncoderCompleter
 
-        completer = ContextEncoderCompleter(generator, window)
+        completer = ContextEncoderCompleter(generator)
         # No search: the defaults ask for none (other values are accepted and change nothing).
-        settings = dataclasses.replace(settings, iterations=0, restarts=1)
+        settings = dataclasses.replace(settings, iterations=0, restarts=1, samples=1, warm_start=False)
         notes = {"training_settings": {k: getattr(config, k) for k in (
             "learning_rate", "known_weight", "adversarial_weight")}, **(notes or {})}
     else:
-        completer = SearchCompleter(generator, discriminator, window, prior)
+        network = None
+        if encoder is not None:
+            from tf_semantic_inpaint.encoder import load_encoder
+
+            notes = {"encoder": _encoder_card(encoder, run_dir, config.epochs), **(notes or {})}
+            network = load_encoder(encoder)
+            settings = dataclasses.replace(settings, warm_start=True)
+        completer = SearchCompleter(generator, discriminator, prior, network)
     module = InpaintingModule(completer, settings, limits)
     card = {
-        "format": "tf-semantic-inpaint model card 2",
+        "format": "tf-semantic-inpaint model card 3",
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **module.card(),
         "width": generator.width,
@@ -505,6 +621,23 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
     }
     write_savedmodel(module, target, card, force)
     return target
+
+
+def _encoder_card(encoder_dir, run_dir, epochs):
+    """The model card's record of an encoder run; InpaintError unless it serves this G."""
+    from tf_semantic_inpaint.encoder import load_encoder_config
+    from tf_semantic_inpaint.train import load_sessions
+
+    config = load_encoder_config(encoder_dir)
+    same_run = os.path.realpath(config.generator) == os.path.realpath(run_dir)
+    if not same_run or config.generator_epoch not in (0, epochs):
+        raise InpaintError(
+            f"the encoder in {encoder_dir} was trained for the G of {config.generator} "
+            f"(epoch {config.generator_epoch or 'final'}), not for the G exported here ({run_dir}, epoch "
+            f"{epochs}); train one with `tfinpaint train-encoder --generator {run_dir}`.")
+    sessions = load_sessions(encoder_dir)
+    return {**dataclasses.asdict(config), "training_sessions": sessions,
+            "training_seconds": round(sum(session["seconds"] for session in sessions), 1)}
 
 
 # --- Writing, atomically ---------------------------------------------------------------------

@@ -32,13 +32,27 @@ class Job:
     mask: str | None  # None: a generated --mask-type mask
     out: str
     compare: str | None
+    samples: tuple = ()  # OUT_sample1.png ... when K > 1 samples are asked for
+    sheet: str | None = None  # OUT_samples.png: masked | the K samples | the mean
+
+    def targets(self):
+        return [t for t in (self.out, self.compare, *self.samples, self.sheet) if t]
 
 
-def plan(image, mask, out, compare):
+def _with_samples(job, k):
+    """The Job with the paths of its K samples and their contact sheet (K > 1)."""
+    if k <= 1:
+        return job
+    stem, suffix = os.path.splitext(job.out)
+    return dataclasses.replace(job, samples=tuple(f"{stem}_sample{i}{suffix}" for i in range(1, k + 1)),
+                               sheet=f"{stem}_samples.png")
+
+
+def plan(image, mask, out, compare, samples=1):
     """The Jobs of a run: one file, or every image in a folder (masks by file name)."""
     if not os.path.isdir(image):
         stem = os.path.splitext(image)[0]
-        return [Job(image, mask, out or f"{stem}_inpainted.png", compare)]
+        return [_with_samples(Job(image, mask, out or f"{stem}_inpainted.png", compare), samples)]
     if not out:
         raise InpaintError("IMAGE is a folder: name an output folder with -o.")
     names = sorted(f for f in os.listdir(image) if f.lower().endswith(FILE_SUFFIXES))
@@ -52,8 +66,8 @@ def plan(image, mask, out, compare):
             if not os.path.isfile(mask_path):
                 raise InpaintError(f"no mask for {name}: expected {mask_path} (same file name).")
         stem = os.path.splitext(name)[0]
-        jobs.append(Job(os.path.join(image, name), mask_path, os.path.join(out, f"{stem}.png"),
-                        os.path.join(compare, f"{stem}.png") if compare else None))
+        jobs.append(_with_samples(Job(os.path.join(image, name), mask_path, os.path.join(out, f"{stem}.png"),
+                                      os.path.join(compare, f"{stem}.png") if compare else None), samples))
     return jobs
 
 
@@ -63,7 +77,7 @@ def check_outputs(jobs, force):
 
     inputs = {os.path.abspath(p) for job in jobs for p in (job.image, job.mask) if p}
     seen = set()
-    for target in (t for job in jobs for t in (job.out, job.compare) if t):
+    for target in (t for job in jobs for t in job.targets()):
         path = os.path.abspath(target)
         if path in inputs:
             raise InpaintError(f"output {target} is one of the inputs; choose another -o.")
@@ -118,6 +132,17 @@ def comparison(result, original):
     scale = max(1, 128 // max(original.shape[:2]))
     body = imaging.grid(np.stack(panels), columns=4, scale=scale)
     return imaging.labelled(body, COMPARE_LABELS, tile=original.shape[1] * scale)
+
+
+def contact_sheet(result):
+    """masked | sample 1..K | mean side by side under labels, float [h, w, C], enlarged if small."""
+    panels = [result.masked, *result.samples] + ([result.mean] if result.mean is not None else [])
+    labels = ["masked"] + [f"sample {i}" for i in range(1, len(result.samples) + 1)] + (
+        ["mean"] if result.mean is not None else [])
+    panels = [imaging.colour_and_alpha(x)[0] for x in panels]
+    scale = max(1, 128 // max(panels[0].shape[:2]))
+    body = imaging.grid(np.stack(panels), columns=len(panels), scale=scale)
+    return imaging.labelled(body, labels, tile=panels[0].shape[1] * scale)
 
 
 def _encoded(path, image, depth):
@@ -175,7 +200,8 @@ def write_all(contents):
 
 
 def inpaint_files(image, mask, out=None, model=None, settings=None, mask_type=None, mask_seed=0, blend=True,
-                  compare=None, resize_mask=False, force=False, batch_size=16, progress=True, warn=None):
+                  compare=None, resize_mask=False, force=False, batch_size=16, progress=True, warn=None,
+                  estimate="sample"):
     """Inpaint image files (one file, or every image in a folder); return the written paths.
 
     Args:
@@ -185,14 +211,16 @@ def inpaint_files(image, mask, out=None, model=None, settings=None, mask_type=No
         out: output file (single image) or folder (batch).
         model: a LocalModel / RestModel, a callable returning one (called after every
             input is checked), a SavedModel path, or None for the shipped model.
-        settings: {SearchSettings field: value} overriding the model's defaults.
+        settings: {SearchSettings field: value} overriding the model's defaults; with
+            samples K > 1, OUT_sample1..K and a contact sheet OUT_samples.png are written too.
         compare: where to write input | masked | G(z*) | output figures.
+        estimate: "sample" or "mean", the completion written to `out` (inpaint.ESTIMATES).
         warn: callable(message) for warnings (default: print to stderr).
     """
     from tf_semantic_inpaint.progress import Progress
 
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
-    jobs = plan(image, mask, out, compare)
+    jobs = plan(image, mask, out, compare, (settings or {}).get("samples", 1))
     check_outputs(jobs, force)
     loaded = [read_job(job, mask_type, mask_seed, resize_mask) for job in jobs]
     if model is None or isinstance(model, str):
@@ -214,7 +242,8 @@ def inpaint_files(image, mask, out=None, model=None, settings=None, mask_type=No
     results = []
     for g, start in enumerate(groups):
         report = lambda done, total, losses, offset=g * steps: bar.update(offset + done)  # noqa: E731
-        results += complete([pair for pair, _ in loaded[start:start + batch_size]], model, settings, blend, report)
+        results += complete([pair for pair, _ in loaded[start:start + batch_size]], model, settings, blend, report,
+                            estimate)
         bar.update((g + 1) * steps)
     bar.close()
 
@@ -223,4 +252,8 @@ def inpaint_files(image, mask, out=None, model=None, settings=None, mask_type=No
         contents[job.out] = _encoded(job.out, result.output, depth)
         if job.compare:
             contents[job.compare] = _encoded(job.compare, comparison(result, pair.image), 8)
+        for path, sample in zip(job.samples, result.samples):
+            contents[path] = _encoded(path, sample, depth)
+        if job.sheet:
+            contents[job.sheet] = _encoded(job.sheet, contact_sheet(result), 8)
     return write_all(contents)

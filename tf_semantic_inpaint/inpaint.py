@@ -9,6 +9,10 @@ the same result. Masks: float [H, W, 1], 1 = known (the paper's M).
 
     result = inpaint(image, mask)              # arrays in, arrays out
     result.output                              # blended [H, W, C] in [0, 1]
+
+Every search gives the best sample G(z*) and an estimate of the posterior mean (a
+loss-weighted average of the restarts' completions); `estimate` chooses which is the
+output, and SearchSettings(samples=K) asks for K distinct samples besides.
 """
 
 import dataclasses
@@ -21,19 +25,26 @@ from tf_semantic_inpaint import images as imaging
 from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.masks import mask_png
 
+ESTIMATES = ("sample", "mean")
+
 
 @dataclasses.dataclass
 class InpaintResult:
     """One completed image, at the input's full resolution and channels (alpha kept).
 
     Attributes:
-        output: the result: `blended` if blending was asked for, else `completed`.
+        output: the result: the chosen estimate's completion (`blended` or `mean`),
+            Poisson-blended if blending was asked for, else composited.
         completed: M ⊙ y + (1 - M) ⊙ G(z*), float32 [H, W, C] in [0, 1].
         blended: the Poisson-blended completion, or None.
         generated: G(z*) at the image's size and channels.
         masked: the input with its hole shown in mid grey, for figures.
         z: the latent z*, float32 [z_dim]; None when nothing was missing.
         context_loss, prior_loss: the final L_c and L_p.
+        mean: the completion from the posterior-mean estimate (blended like `output`).
+        samples: K completions (blended like `output`), distinct where the restarts
+            allowed; samples[0] is the best sample's.
+        sample_losses: their L_c + L_p, K floats.
     """
 
     output: np.ndarray
@@ -44,6 +55,9 @@ class InpaintResult:
     z: np.ndarray | None
     context_loss: float
     prior_loss: float
+    mean: np.ndarray | None = None
+    samples: list = dataclasses.field(default_factory=list)
+    sample_losses: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -123,38 +137,54 @@ def mismatch_warnings(image, model):
     return found
 
 
-def complete(pairs, model, settings=None, blend=True, progress=None):
+def complete(pairs, model, settings=None, blend=True, progress=None, estimate="sample"):
     """Run checked Pairs through a model and blend; a list of InpaintResult.
 
     Masks with no missing pixel return their image untouched (with a notice).
     """
+    if estimate not in ESTIMATES:
+        raise InpaintError(f"unknown estimate {estimate!r}: use one of {', '.join(ESTIMATES)}.")
     results = [None] * len(pairs)
     todo = [i for i, pair in enumerate(pairs) if not pair.known.all()]
     for i in set(range(len(pairs))) - set(todo):
         print("notice: the mask has no missing pixel; the output equals the input.", file=sys.stderr)
         image = pairs[i].image
-        results[i] = InpaintResult(image, image, image if blend else None, image, image, None, 0.0, 0.0)
+        results[i] = InpaintResult(image, image, image if blend else None, image, image, None, 0.0, 0.0,
+                                   mean=image, samples=[image], sample_losses=[0.0])
     if todo:
         found = model.inpaint_png([pairs[i].image_png for i in todo], [pairs[i].mask_png for i in todo],
                                   settings, progress=progress)
         for k, i in enumerate(todo):
-            results[i] = _finish(pairs[i], found, k, blend)
+            results[i] = _finish(pairs[i], found, k, blend, estimate)
     return results
 
 
-def _finish(pair, found, k, blend):
-    """Put G(z*) of row k into the full-resolution image; blend the colour, keep alpha."""
+def _finish(pair, found, k, blend, estimate):
+    """Put G's images of row k into the full-resolution image; blend the colour, keep alpha."""
     image, known = pair.image, pair.known
-    generated = imaging.decode_image(found["generated_png"][k])  # the image's channels, alpha copied
     colour, alpha = imaging.colour_and_alpha(image)
-    fill, _ = imaging.colour_and_alpha(generated)
+
+    def fill_of(png):  # the image's channels, alpha copied
+        return imaging.colour_and_alpha(imaging.decode_image(png))[0]
+
+    def put(fill):
+        done = blending.poisson_blend(colour, fill, known) if blend else blending.composite(colour, fill, known)
+        return np.concatenate([done, alpha], axis=-1)
+
+    fill = fill_of(found["generated_png"][k])
     completed = np.concatenate([blending.composite(colour, fill, known), alpha], axis=-1)
-    blended = np.concatenate([blending.poisson_blend(colour, fill, known), alpha], axis=-1) if blend else None
+    blended = put(fill) if blend else None
+    best = blended if blend else completed
+    mean = put(fill_of(found["mean_png"][k])) if "mean_png" in found else None
+    # samples[0] is the best sample, already put in; the others only when asked for.
+    samples = [best] + [put(fill_of(png)) for png in found["samples_png"][k][1:]]
     masked = np.concatenate([np.where(known > 0, colour, 0.5), alpha], axis=-1).astype(np.float32)
     return InpaintResult(
-        output=blended if blend else completed, completed=completed, blended=blended,
+        output=mean if estimate == "mean" else best, completed=completed, blended=blended,
         generated=np.concatenate([fill, alpha], axis=-1), masked=masked, z=found["z"][k],
         context_loss=float(found["context_loss"][k]), prior_loss=float(found["prior_loss"][k]),
+        mean=mean, samples=samples,
+        sample_losses=[float(x) for x in found.get("sample_losses", [[found["context_loss"][k]]])[k]],
     )
 
 
@@ -166,7 +196,8 @@ def _model(model):
     return model
 
 
-def inpaint_batch(images, masks, model=None, settings=None, blend=True, progress=None, resize_mask=False):
+def inpaint_batch(images, masks, model=None, settings=None, blend=True, progress=None, resize_mask=False,
+                  estimate="sample"):
     """Inpaint several images (each any size) in one request.
 
     Args:
@@ -176,6 +207,8 @@ def inpaint_batch(images, masks, model=None, settings=None, blend=True, progress
         settings: SearchSettings (default: the model's).
         blend: Poisson-blend G(z*) into the image.
         progress: optional callable(done, total, losses) for the search iterations.
+        estimate: "sample" (the best sample G(z*), sharp) or "mean" (the posterior-mean
+            estimate, the best guess under squared error) as each result's `output`.
 
     Returns:
         list of InpaintResult, one per image, each [H_i, W_i, C_i].
@@ -183,12 +216,13 @@ def inpaint_batch(images, masks, model=None, settings=None, blend=True, progress
     if len(images) != len(masks):
         raise InpaintError(f"got {len(images)} images but {len(masks)} masks.")
     pairs = [make_pair(image, mask, resize_mask) for image, mask in zip(images, masks)]
-    return complete(pairs, _model(model), settings, blend, progress)
+    return complete(pairs, _model(model), settings, blend, progress, estimate)
 
 
-def inpaint(image, mask, model=None, settings=None, blend=True, progress=None, resize_mask=False):
+def inpaint(image, mask, model=None, settings=None, blend=True, progress=None, resize_mask=False,
+            estimate="sample"):
     """Inpaint one image: float [H, W, C] in [0, 1] and its mask [H, W, 1] (1 = known).
 
     Returns an InpaintResult; `.output` is the completed image [H, W, C] in [0, 1].
     """
-    return inpaint_batch([image], [mask], model, settings, blend, progress, resize_mask)[0]
+    return inpaint_batch([image], [mask], model, settings, blend, progress, resize_mask, estimate)[0]

@@ -50,8 +50,9 @@ def search_in_chunks(functions, start, inputs, settings, chunk=CHUNK):
         Finish with `search_finish` / `png_finish` on the last carry.
     """
     lam, learning_rate = tf.constant(settings.lam, tf.float32), tf.constant(settings.learning_rate, tf.float32)
-    carry = start(*inputs, tf.constant(settings.iterations), lam, learning_rate, tf.constant(settings.restarts),
-                  tf.constant(settings.seed))
+    ints = [tf.constant(int(getattr(settings, name))) for name in ("restarts", "seed", "samples", "window",
+                                                                     "warm_start")]
+    carry = start(*inputs, tf.constant(settings.iterations), lam, learning_rate, *ints)
     done = 0
     yield done, carry, None
     while done < settings.iterations:
@@ -63,11 +64,12 @@ def search_in_chunks(functions, start, inputs, settings, chunk=CHUNK):
 
 def run_in_chunks(functions, start, finish, inputs, settings, progress=None, chunk=CHUNK):
     """`search_in_chunks` to the end, calling progress(done, total, losses) after each chunk,
-    then `finish(carry, *inputs, λ, restarts)`; its outputs as NumPy."""
+    then `finish(carry, *inputs, λ, restarts, samples)`; its outputs as NumPy."""
     for done, carry, losses in search_in_chunks(functions, start, inputs, settings, chunk):  # noqa: B007 (carry: after)
         if progress is not None and losses is not None:
             progress(done, settings.iterations, losses)
-    outputs = finish(carry, *inputs, tf.constant(settings.lam, tf.float32), tf.constant(settings.restarts))
+    outputs = finish(carry, *inputs, tf.constant(settings.lam, tf.float32), tf.constant(settings.restarts),
+                     tf.constant(settings.samples))
     return {key: value.numpy() for key, value in outputs.items()}
 
 
@@ -101,7 +103,8 @@ class LocalModel:
         self.z_dim = self.functions.signatures["inpaint"].structured_outputs["z"].shape[-1]
         self.card = read_card(self.path)
         limits = {k: v.numpy().item() for k, v in self.functions.signatures["limits"]().items()}
-        self.defaults = SearchSettings(**{k: limits.pop(f"default_{k}") for k in SearchSettings.__dataclass_fields__})
+        defaults = {k: limits.pop(f"default_{k}") for k in SearchSettings.__dataclass_fields__}
+        self.defaults = SearchSettings(**{**defaults, "warm_start": bool(defaults["warm_start"])})
         self.limits = Limits(**limits)
 
     @property
@@ -121,8 +124,10 @@ class LocalModel:
             progress: optional callable(done, total, losses), see `search_in_chunks`.
 
         Returns:
-            dict of NumPy arrays: completed, generated [b, R, R, C] in [0, 1],
-            z [b, z_dim], context_loss, prior_loss [b].
+            dict of NumPy arrays: completed, generated (the best sample), mean (the
+            posterior-mean estimate) [b, R, R, C] in [0, 1], samples [b, K, R, R, C]
+            (samples[:, 0] = generated), z [b, z_dim], context_loss, prior_loss [b],
+            sample_losses [b, K].
         """
         images, masks = tf.constant(images, tf.float32), tf.constant(masks, tf.float32)
         settings = self._settings(settings, int(images.shape[0]))
@@ -138,8 +143,9 @@ class LocalModel:
             settings, progress: as in `search`.
 
         Returns:
-            dict: completed_png, generated_png (lists of PNG bytes at each input's size,
-            channels and bit depth), z [b, z_dim], context_loss, prior_loss [b].
+            dict: completed_png, generated_png, mean_png (lists of PNG bytes at each
+            input's size, channels and bit depth), samples_png (list of b lists of K),
+            z [b, z_dim], context_loss, prior_loss [b], sample_losses [b, K].
         """
         images, masks = tf.constant(list(image_pngs), tf.string), tf.constant(list(mask_pngs), tf.string)
         settings = self._settings(settings, len(image_pngs))
@@ -149,6 +155,9 @@ class LocalModel:
 
 def _answer(outputs):
     """Signature outputs -> the keys both LocalModel and RestModel return."""
-    renamed = {"completed_png_bytes": "completed_png", "generated_png_bytes": "generated_png"}
-    return {renamed.get(k, k): (list(v) if v.dtype == object else v) for k, v in outputs.items()}
+    def value(v):
+        return [list(row) for row in v] if v.dtype == object and v.ndim == 2 else (
+            list(v) if v.dtype == object else v)
+
+    return {k.replace("_png_bytes", "_png"): value(v) for k, v in outputs.items()}
 

@@ -22,12 +22,12 @@ import tensorflow as tf
 from tf_semantic_inpaint.masks import importance_weights
 
 PRIORS = ("paper", "nonsaturating")
-# The paper's N(i) is 7x7; weights then cover only a 3-pixel band around the hole, too
-# little context for half-image holes: 3 / 7 / 15 / 27 gave 19.88 / 20.39 / 20.61 / 20.61
-# dB overall and 15.40 / 16.09 / 17.02 / 17.32 dB on half masks (32 validation images,
-# benchmarks/results/search_defaults.json).
-WINDOW = 15
+WINDOW = 15  # contract.SearchSettings.window says why not the paper's 7
 PAPER_WINDOW = 7
+# Spread of the warm starts around the encoder's guess (restart 0 starts exactly there):
+# on 32 validation images, σ 0.25 gave 4 restarts x 25 steps 22.56 dB on center masks,
+# against 22.46 for one start (benchmarks/results/warm_start/).
+WARM_SPREAD = 0.25
 # Two samples count as the same answer below this mean absolute difference over the hole
 # (in [-1, 1]; 0.05 is 1.3% of the range on [0, 255] images).
 DISTINCT = 0.05
@@ -36,7 +36,8 @@ _BETA_1, _BETA_2, _EPSILON = 0.9, 0.999, 1e-8
 
 
 def check_fixed(window, prior):
-    """Raise ValueError unless `window` is an odd positive integer and `prior` one of PRIORS."""
+    """Raise ValueError unless `window` (a default) is an odd positive integer and `prior`
+    one of PRIORS."""
     if prior not in PRIORS:
         raise ValueError(f"unknown prior {prior!r}: use one of {', '.join(PRIORS)}.")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1 or window % 2 == 0:
@@ -86,25 +87,36 @@ class LatentSearch:
             prior = tf.nn.softplus(-logits)  # -log sigmoid(l)
         return context, lam * prior, generated
 
-    def initial_z(self, batch, restarts, seed):
-        """z_0 uniform in [-1, 1]^z_dim, float32 [batch * restarts, z_dim].
+    def initial_z(self, batch, restarts, seed, guess=None):
+        """z_0, float32 [batch * restarts, z_dim] in [-1, 1].
 
-        Restart r of EVERY image starts at the same point, drawn from (seed, r): an
-        image's result depends on its own inputs and the seed, never on which other
-        images share its batch (a server may batch requests together).
+        Without a guess, uniform in [-1, 1]^z_dim (the paper's random start). With a
+        guess (an encoder's z [batch, z_dim], a warm start), restart 0 starts at the
+        guess and restart r > 0 at guess + WARM_SPREAD * noise_r, clipped.
+
+        Restart r of EVERY image gets the same draw, from (seed, r): an image's result
+        depends on its own inputs and the seed, never on which other images share its
+        batch (a server may batch requests together).
         """
-        starts = tf.random.stateless_uniform(
-            [restarts, self.z_dim], seed=tf.stack([seed, 0]), minval=-1.0, maxval=1.0
-        )
-        return tf.reshape(tf.tile(starts[tf.newaxis], [batch, 1, 1]), [-1, self.z_dim])
+        if guess is None:
+            starts = tf.random.stateless_uniform(
+                [restarts, self.z_dim], seed=tf.stack([seed, 0]), minval=-1.0, maxval=1.0
+            )
+            return tf.reshape(tf.tile(starts[tf.newaxis], [batch, 1, 1]), [-1, self.z_dim])
+        noise = tf.random.stateless_normal([restarts, self.z_dim], seed=tf.stack([seed, 1]))
+        noise = WARM_SPREAD * tf.concat([tf.zeros_like(noise[:1]), noise[1:]], axis=0)
+        return tf.reshape(tf.clip_by_value(guess[:, tf.newaxis] + noise, -1.0, 1.0), [-1, self.z_dim])
 
-    def prepare(self, images, masks, restarts, seed):
+    def prepare(self, images, masks, restarts, seed, window=None, guess=None):
         """W, the inputs repeated per restart, and Adam's starting state.
 
         Args:
             images: float32 [batch, H, W, C] in [-1, 1].
             masks: float32 [batch, H, W, 1] in {0, 1}, 1 = known.
             restarts, seed: int32 scalars, already checked (restarts >= 1).
+            window: int32 scalar, odd: N(i) of the importance weights (default: the
+                searcher's).
+            guess: optional z [batch, z_dim] to start near (see `initial_z`).
 
         Returns:
             (tiled images [batch * restarts, ...], tiled W, state): rows
@@ -115,10 +127,10 @@ class LatentSearch:
             message="a mask has no known pixel: there is no context to condition on",
         )
         with tf.control_dependencies([no_context]):
-            weights = importance_weights(masks, self.window)
+            weights = importance_weights(masks, self.window if window is None else window)
         images = tf.repeat(images, restarts, axis=0)
         weights = tf.repeat(weights, restarts, axis=0)
-        z = self.initial_z(tf.shape(masks)[0], restarts, seed)
+        z = self.initial_z(tf.shape(masks)[0], restarts, seed, guess)
         never = tf.fill([tf.shape(z)[0]], float("inf"))  # no z visited yet
         return images, weights, (z, tf.zeros_like(z), tf.zeros_like(z), tf.constant(0), z, never)
 
@@ -216,7 +228,9 @@ class LatentSearch:
 
         Returns:
             dict: samples [batch, K, H, W, C] in [-1, 1], sample_losses [batch, K]
-            (L_c + L_p, ascending), mean [batch, H, W, C] in [-1, 1].
+            (L_c + L_p; the first is the best of all, as `select_best`), mean
+            [batch, H, W, C] in [-1, 1]; and of the best candidate, as `select_best`:
+            z [batch, z_dim], generated, context_loss, prior_loss [batch].
         """
         z, _, _, _, best_z, best_loss = state
         context, prior, _ = self.losses(z, images, weights, lam)
@@ -224,11 +238,13 @@ class LatentSearch:
         context, prior, generated = self.losses(z, images, weights, lam)
         shape = tf.shape(generated)
         batch = shape[0] // restarts
-        losses = tf.reshape(context + prior, [batch, restarts])
-        candidates = tf.reshape(generated, tf.concat([[batch, restarts], shape[1:]], 0))
+        per_image = lambda x: tf.reshape(x, tf.concat([[batch, restarts], tf.shape(x)[1:]], 0))  # noqa: E731
+        losses = per_image(context + prior)
         order = tf.argsort(losses, axis=1, stable=True)
         losses = tf.gather(losses, order, batch_dims=1)
-        candidates = tf.gather(candidates, order, batch_dims=1)
+        candidates = tf.gather(per_image(generated), order, batch_dims=1)
+        best = {key: tf.gather(per_image(x), order[:, 0], batch_dims=1)
+                for key, x in (("z", z), ("context_loss", context), ("prior_loss", prior))}
 
         # Pairwise distances over the hole: [batch, R, R].
         hole = (1.0 - masks)[:, tf.newaxis]
@@ -253,7 +269,8 @@ class LatentSearch:
         weight = tf.nn.softmax(-(losses - losses[:, :1]) / spread, axis=1)
         mean = tf.einsum("br,br...->b...", weight, candidates)
         return {"samples": tf.gather(candidates, rank, batch_dims=1),
-                "sample_losses": tf.gather(losses, rank, batch_dims=1), "mean": mean}
+                "sample_losses": tf.gather(losses, rank, batch_dims=1), "mean": mean,
+                "generated": candidates[:, 0], **best}
 
     @tf.function(reduce_retracing=True)
     def search(self, images, masks, iterations, lam, learning_rate, restarts, seed):

@@ -1,0 +1,180 @@
+"""Several completions and the best single guess: K distinct samples, the posterior mean,
+warm starts from an encoder, and the options signatures that carry them."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_semantic_inpaint import inpaint as inpainting
+from tf_semantic_inpaint.contract import PAPER, SearchSettings
+from tf_semantic_inpaint.encoder import Encoder
+from tf_semantic_inpaint.errors import InpaintError
+from tf_semantic_inpaint.export import InpaintingModule, SearchCompleter, write_savedmodel
+from tf_semantic_inpaint.local import LocalModel
+from tf_semantic_inpaint.masks import make_mask
+from tf_semantic_inpaint.search import DISTINCT
+
+
+def _masks(kind, n, seed=0):
+    return np.stack([make_mask(kind, 28, 28, seed=seed + i) for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def model(tiny_export):
+    return LocalModel(tiny_export)
+
+
+@pytest.fixture(scope="module")
+def four_samples(model, fashion_mnist_test_images):
+    """The tiny model's search with 8 restarts and K = 4 on 4 real images, half masks."""
+    images, masks = fashion_mnist_test_images[:4], _masks("half", 4)
+    settings = dataclasses.replace(model.defaults, restarts=8, samples=4)
+    return images, masks, settings, model.search(images, masks, settings)
+
+
+def test_k_samples_are_distinct_and_ordered_and_the_first_is_the_best(four_samples):
+    images, masks, _, found = four_samples
+    samples = found["samples"]
+    assert samples.shape == (4, 4, 28, 28, 1) and found["sample_losses"].shape == (4, 4)
+    np.testing.assert_array_equal(samples[:, 0], found["generated"])
+    np.testing.assert_allclose(found["sample_losses"][:, 0], found["context_loss"] + found["prior_loss"], rtol=1e-5)
+    hole = (1 - masks)[:, None]
+    for b in range(4):
+        flat = (samples[b] * hole[b]).reshape(4, -1)
+        gaps = [np.abs(flat[i] - flat[j]).sum() / hole[b].sum() for i in range(4) for j in range(i)]
+        # DISTINCT is in G's [-1, 1]; the samples are in [0, 1].
+        assert min(gaps) >= DISTINCT / 2, (b, gaps)
+
+
+def test_every_sample_and_the_mean_keep_the_known_pixels(model, fashion_mnist_test_images):
+    images, masks = fashion_mnist_test_images[4:7], _masks("center", 3)
+    settings = dataclasses.replace(model.defaults, restarts=4, samples=3)
+    for blend in (False, True):
+        results = inpainting.inpaint_batch(list(images), list(masks), model, settings, blend=blend)
+        for y, m, r in zip(images, masks, results):
+            assert len(r.samples) == 3 and len(r.sample_losses) == 3
+            for completion in [*r.samples, r.mean]:
+                np.testing.assert_allclose(completion[m[..., 0] > 0], y[m[..., 0] > 0], atol=1 / 255)
+            assert not np.allclose(r.samples[1], r.samples[2])
+
+
+def test_estimate_chooses_the_output_from_one_search(model, fashion_mnist_test_images):
+    images, masks = list(fashion_mnist_test_images[:2]), list(_masks("pattern", 2))
+    sample = inpainting.inpaint_batch(images, masks, model, estimate="sample")
+    mean = inpainting.inpaint_batch(images, masks, model, estimate="mean")
+    for s, m in zip(sample, mean):
+        np.testing.assert_array_equal(s.output, s.samples[0])
+        np.testing.assert_array_equal(m.output, m.mean)
+        np.testing.assert_array_equal(s.mean, m.mean)  # the same search either way
+    with pytest.raises(InpaintError, match="unknown estimate 'median'"):
+        inpainting.inpaint_batch(images, masks, model, estimate="median")
+
+
+def test_the_mean_is_the_loss_weighted_average_of_the_candidates(tiny_models, fashion_mnist_test_images):
+    """mean = Σ softmax(-(L_i - L_min) / std(L)) G(z_i) over an image's restarts (search.py)."""
+    from tf_semantic_inpaint.search import LatentSearch
+
+    search = LatentSearch(*tiny_models)
+    images, masks = tf.constant(fashion_mnist_test_images[:2] * 2 - 1), tf.constant(_masks("center", 2))
+    restarts, lam = tf.constant(5), tf.constant(0.003)
+    tiled, weights, state = search.prepare(images, masks, restarts, tf.constant(3))
+    state = search.adam_steps(state, tiled, weights, tf.constant(15), lam, tf.constant(0.05))
+    found = search.alternatives(state, tiled, weights, masks, lam, restarts, tf.constant(2))
+    z, best_z, best_loss = state[0], state[4], state[5]
+    context, prior, _ = search.losses(z, tiled, weights, lam)
+    z = tf.where((context + prior < best_loss)[:, None], z, best_z)
+    context, prior, generated = search.losses(z, tiled, weights, lam)
+    losses, generated = (context + prior).numpy().reshape(2, 5), generated.numpy().reshape(2, 5, 28, 28, 1)
+    for b in range(2):
+        w = np.exp(-(losses[b] - losses[b].min()) / losses[b].std())
+        expected = np.tensordot(w / w.sum(), generated[b], axes=1)
+        np.testing.assert_allclose(found["mean"].numpy()[b], expected, atol=1e-5)
+        np.testing.assert_allclose(found["sample_losses"].numpy()[b, 0], losses[b].min(), rtol=1e-6)
+
+
+def test_options_signature_equals_the_library_and_is_bounded(model, tiny_export, four_samples):
+    images, masks, settings, found = four_samples
+    loaded = tf.saved_model.load(os.path.join(tiny_export, "1"))
+    options = {k: tf.constant(int(v) if isinstance(v, bool) else v) for k, v in dataclasses.asdict(settings).items()}
+    direct = loaded.signatures["inpaint_with_options"](images=tf.constant(images), masks=tf.constant(masks),
+                                                        **options)
+    for key in ("samples", "sample_losses", "mean", "generated", "z"):
+        np.testing.assert_allclose(direct[key].numpy(), found[key], rtol=1e-5, atol=1e-6)
+    too_many = {**options, "samples": tf.constant(9)}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"samples must be in 1..restarts \(8\), got 9"):
+        loaded.signatures["inpaint_with_options"](images=tf.constant(images), masks=tf.constant(masks), **too_many)
+    with pytest.raises(InpaintError, match=r"samples must be in 1..restarts \(8\), got 9"):
+        model.search(images, masks, dataclasses.replace(settings, samples=9))
+    no_encoder = {**options, "warm_start": tf.constant(1)}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="needs an encoder and this model has none"):
+        loaded.signatures["inpaint_with_options"](images=tf.constant(images), masks=tf.constant(masks), **no_encoder)
+    wide = {**options, "window": tf.constant(59)}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="window = 59 is over the limit of 57"):
+        loaded.signatures["inpaint_with_options"](images=tf.constant(images), masks=tf.constant(masks), **wide)
+
+
+def test_png_options_signature_returns_k_pngs_at_the_input_size(model, fashion_mnist_test_images):
+    import cv2
+
+    image = cv2.resize(fashion_mnist_test_images[0], (56, 42))[..., None]
+    mask = make_mask("center", 42, 56, seed=1)
+    pair = inpainting.make_pair(image, mask)
+    settings = dataclasses.replace(model.defaults, restarts=4, samples=3)
+    found = model.inpaint_png([pair.image_png], [pair.mask_png], settings)
+    assert len(found["samples_png"]) == 1 and len(found["samples_png"][0]) == 3
+    for png in [*found["samples_png"][0], found["mean_png"][0]]:
+        assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED).shape == (42, 56)
+
+
+def test_rest_round_trip_carries_the_options(server, tiny_export, fashion_mnist_test_images):
+    from tf_semantic_inpaint.client import RestModel
+
+    rest, local = RestModel(server.url, os.path.basename(tiny_export)), LocalModel(tiny_export)
+    images, masks = fashion_mnist_test_images[:2], _masks("center", 2)
+    settings = dataclasses.replace(local.defaults, restarts=3, samples=2, window=7)
+    over_rest, in_process = rest.search(images, masks, settings), local.search(images, masks, settings)
+    assert over_rest["samples"].shape == (2, 2, 28, 28, 1)
+    for key in ("samples", "mean", "sample_losses"):
+        np.testing.assert_allclose(over_rest[key], in_process[key], rtol=1e-4, atol=1e-5)
+
+
+# --- Warm starts from an encoder ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def with_encoder(tiny_models, tmp_path_factory):
+    """The tiny models exported with an (untrained, width 8) encoder: the wiring, not the quality."""
+    encoder = Encoder(28, 1, width=8)
+    module = InpaintingModule(SearchCompleter(*tiny_models, encoder=encoder),
+                              SearchSettings(iterations=0, restarts=1, warm_start=True))
+    path = str(tmp_path_factory.mktemp("warm") / "1")
+    write_savedmodel(module, path, module.card())
+    return encoder, path
+
+
+def test_encode_signature_and_warm_start_begin_at_the_encoders_z(with_encoder, fashion_mnist_test_images):
+    encoder, path = with_encoder
+    images, masks = fashion_mnist_test_images[:3], _masks("random", 3)
+    expected = encoder(tf.constant(images * 2 - 1), tf.constant(masks)).numpy()
+    loaded = LocalModel(path)
+    assert loaded.defaults.warm_start is True and loaded.card["search_fixed"]["encoder"] is True
+    encoded = loaded.signatures["encode"](images=tf.constant(images), masks=tf.constant(masks))["z"].numpy()
+    np.testing.assert_allclose(encoded, expected, atol=1e-5)
+    # Zero steps, one start: z* is where the search started.
+    np.testing.assert_allclose(loaded.search(images, masks)["z"], expected, atol=1e-5)
+    cold = loaded.search(images, masks, dataclasses.replace(loaded.defaults, warm_start=False))["z"]
+    assert np.abs(cold - expected).mean() > 0.1
+    # More starts: restart 0 at E's z, the others around it (WARM_SPREAD), never the same.
+    four = loaded.search(images, masks, dataclasses.replace(loaded.defaults, restarts=4, samples=4))
+    assert np.abs(four["samples"][:, 1:] - four["samples"][:, :1]).max() > 0
+
+
+def test_the_paper_preset_is_the_published_search():
+    from tf_semantic_inpaint.cli import _search_overrides
+
+    assert (PAPER.window, PAPER.lam, PAPER.iterations, PAPER.restarts, PAPER.warm_start) == (7, 0.003, 1500, 1, False)
+    given = _search_overrides({"method": "paper", "iterations": 20, "lam": None})
+    assert given == {"iterations": 20, "restarts": 1, "lam": 0.003, "window": 7, "warm_start": False, "samples": 1}
