@@ -488,7 +488,7 @@ def _names(value):
 @click.option("--n", "n", type=click.IntRange(1), default=500, show_default=True, help="First N images of the split.")
 @click.option("--masks", multiple=True, help="Mask kinds, comma-separated [default: center,pattern,random,half].")
 @click.option("--methods", multiple=True,
-              help="Methods, comma-separated [default: all: ours, ours_blend, context_encoder (when "
+              help="Methods, comma-separated [default: all: ours, ours_blend, ours_mean, context_encoder (when "
                    "there is one), telea, navier_stokes, biharmonic, total_variation, train_mean, "
                    "nearest_neighbour].")
 @click.option("--mask-seed", "seed", type=_INT32, default=0, show_default=True, help="Seed of the masks.")
@@ -503,7 +503,7 @@ def _names(value):
               help="Judge SavedModel for semantic accuracy and Fréchet distance, or 'none' "
                    "[default: the one shipped for the dataset, if any].")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for results.md, results.json and examples.png.")
+              help="Folder for results.md, results.json, examples.png and alternatives.png.")
 @click.option("--force", is_flag=True, help="Overwrite existing results.")
 @_user_errors
 def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_size, out, force, context_encoder,

@@ -6,7 +6,7 @@ of a split at the MODEL's resolution and channels:
 
     report = evaluate("saved_models/fashion_mnist", n=500)
     print(report.to_markdown())
-    write(report, "results/fashion_mnist")     # results.md, results.json, examples.png
+    write(report, "results/fashion_mnist")     # results.md, results.json, examples.png, alternatives.png
 
 This module chooses and runs the methods and collects their scores; report.py presents
 them (Report: Markdown, JSON, figure; `write`, re-exported here).
@@ -20,8 +20,11 @@ Protocol, the same for every method:
 - PSNR and SSIM compare the whole completed image with the original in [0, 1]
   (metrics.psnr / metrics.ssim); per-image PSNRs are capped at metrics.PSNR_CAP.
 
-Methods: "ours" (the latent search, G(z*) composited into the hole), "ours_blend"
-(the same search, Poisson blended; both come from one `inpaint_batch` call),
+Methods: "ours" (the latent search's best sample, G(z*) composited into the hole),
+"ours_blend" (the same sample, Poisson blended), "ours_mean" (the same search's estimate
+of the posterior mean, a loss-weighted average of its candidates, Poisson blended: the
+best single guess by PSNR, where a sample is one sharp plausible completion; all three
+come from one `inpaint_batch` call),
 "context_encoder" (Pathak et al.'s rival, any exported model with the `inpaint`
 contract; the shipped one by default), the classical baselines and the data-driven
 ones (built from the TRAINING split), plus any `extra_methods` a caller passes in
@@ -38,6 +41,11 @@ default) and the dataset has labels:
   n .. n + REFERENCE_IMAGES - 1. It shrinks as n grows (finite-sample bias), so
   compare values only at one n; the uncorrupted images' distance to the same
   reference is the floor that sampling alone gives.
+
+The alternatives figure shows, for the first images of one mask kind (half, when it is
+evaluated), the search's K = min(ALTERNATIVES, restarts) samples beside its mean
+(SearchSettings.samples = K on those images' search; the samples are chosen from the
+same candidates, so the scored rows do not depend on K).
 """
 
 import dataclasses
@@ -53,7 +61,7 @@ from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.masks import MASK_KINDS, MASK_TYPES, make_mask
 from tf_semantic_inpaint.report import FILES, Report, Score, write  # noqa: F401 (FILES, write: evaluate's API)
 
-OURS = ("ours", "ours_blend")
+OURS = ("ours", "ours_blend", "ours_mean")  # rows of the one latent search: sample, blended sample, mean
 CONTEXT_ENCODER = "context_encoder"
 METHODS = OURS + (CONTEXT_ENCODER,) + tuple(baselines.CLASSICAL) + tuple(baselines.DATA_DRIVEN)
 # Real images of the split after the n evaluated ones: the Fréchet distance's reference.
@@ -65,6 +73,7 @@ MASK_SEED_STRIDE = 100_003
 # Fashion-MNIST (179 MB); CelebA at 64x64x3 would need 8 GB, so it gets the first 43,690.
 TRAIN_BYTES_BUDGET = 2 << 30
 EXAMPLES = 3  # example rows per mask kind in the figure
+ALTERNATIVES = 4  # samples per image in the alternatives figure (fewer when restarts are fewer)
 
 
 class EvaluationError(InpaintError):
@@ -262,7 +271,13 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
         semantics.add(_UNCORRUPTED, None, truth)
     runners, train_info = _baseline_runners(methods, extra_methods, dataset, model, data_dir, train_images_limit)
     run = _Methods(methods, model, settings, context_encoder, runners)
-    tally = _Tally(methods, masks, max(1, min(examples, n)), semantics)
+    keep = max(1, min(examples, n))
+    # The alternatives figure's mask kind (half images leave the most room for different
+    # answers) and samples per image (none without a search with settings).
+    shown_kind = "half" if "half" in masks else masks[0]
+    searched = settings is not None and any(m in methods for m in OURS)
+    samples = min(ALTERNATIVES, settings.restarts) if searched else 0
+    tally = _Tally(methods, masks, keep, semantics)
     batches = range(0, n, batch_size)
     bar = Progress(len(masks) * len(batches), "evaluate", unit="batch", enabled=progress)
     for kind in masks:
@@ -270,7 +285,9 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
                               for i in range(n)])
         for start in batches:
             original, mask = truth[start:start + batch_size], all_masks[start:start + batch_size]
-            tally.add(kind, start, original, mask, run(original * mask, mask, kind, bar))
+            alternatives = samples if kind == shown_kind and start < keep else 0
+            outputs, found = run(original * mask, mask, kind, bar, alternatives)
+            tally.add(kind, start, original, mask, outputs, found)
             bar.update(bar.done + 1)
     bar.close()
 
@@ -280,7 +297,8 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
         model_path=_shown_path(getattr(model, "path", None)) or getattr(model, "url", None), model_card=card,
         settings={**dataclasses.asdict(settings), **card.get("search_fixed", {})} if settings is not None else None,
         seed=seed, masks=masks, methods=methods, scores=tally.scores(), seconds=run.seconds,
-        examples=tally.examples, mask_seed_stride=MASK_SEED_STRIDE, pairs=_pairs(methods),
+        examples=tally.examples, alternatives=tally.alternatives(shown_kind), mask_seed_stride=MASK_SEED_STRIDE,
+        pairs=_pairs(methods),
         shared_search=tuple(m for m in OURS if m in methods),
         channel_note=_channel_note(dataset, channels), train_images=train_info,
         context_encoder=(None if context_encoder is None else
@@ -360,18 +378,23 @@ def _baseline_runners(methods, extra_methods, dataset, model, data_dir, train_im
 
 
 def _pairs(methods):
-    """[(ours, rival)]: our best row against the context encoder and nearest neighbour."""
-    ours = next((m for m in ("ours_blend", "ours") if m in methods), None)
-    if ours is None:
-        return ()
-    return tuple((ours, rival) for rival in (CONTEXT_ENCODER, "nearest_neighbour") if rival in methods)
+    """((ours, rival), ...): our best sample row, then the mean, against the context encoder
+    and nearest neighbour; then the mean against the sample (the perception-distortion tradeoff)."""
+    sample = next((m for m in ("ours_blend", "ours") if m in methods), None)
+    ours = [m for m in (sample, "ours_mean") if m in methods]
+    pairs = [(m, rival) for m in ours for rival in (CONTEXT_ENCODER, "nearest_neighbour") if rival in methods]
+    return tuple(pairs + ([("ours_mean", sample)] if len(ours) == 2 else []))
 
 
 class _Methods:
     """Runs every method on a batch and keeps each one's wall-clock time.
 
     Call with (given float32 [b, R, R, C] in [0, 1] with the hole zeroed, mask float32
-    [b, R, R, 1], mask kind, progress bar) -> {method: completed float32 [b, R, R, C]}.
+    [b, R, R, 1], mask kind, progress bar, samples K) -> ({method: completed float32
+    [b, R, R, C]}, alternatives); with K >= 1 the latent search returns K samples per
+    image and alternatives is {"samples": float32 [b, K, R, R, C] in [0, 1] (blended
+    when a blended row is asked for, best first), "sample_losses": float32 [b, K],
+    "mean": float32 [b, R, R, C] (when the model gives one)}, else None.
     `seconds`: {method: seconds so far}; the latent-search rows share one search's time.
     """
 
@@ -380,12 +403,12 @@ class _Methods:
         self.context_encoder, self.runners = context_encoder, runners
         self.seconds = dict.fromkeys(methods, 0.0)
 
-    def __call__(self, given, mask, kind, bar):
+    def __call__(self, given, mask, kind, bar, samples=0):
         from tf_semantic_inpaint.inpaint import inpaint_batch
 
-        outputs = {}
+        outputs, alternatives = {}, None
         if any(m in self.methods for m in OURS):
-            outputs.update(self._latent_search(given, mask, kind, bar))
+            alternatives = self._latent_search(given, mask, kind, bar, samples, outputs)
         if self.context_encoder is not None:
             bar.update(bar.done, f"{kind}: context encoder")
             clock = time.perf_counter()
@@ -398,24 +421,34 @@ class _Methods:
             clock = time.perf_counter()
             outputs[name] = np.stack([_checked_output(name, fn(g, m), g) for g, m in zip(given, mask)])
             self.seconds[name] += time.perf_counter() - clock
-        return outputs
+        return outputs, alternatives
 
-    def _latent_search(self, given, mask, kind, bar):
-        """{row of OURS: completed [b, R, R, C]}, all from one `inpaint_batch` call."""
+    def _latent_search(self, given, mask, kind, bar, samples, outputs):
+        """Put every row of OURS into `outputs`, all from one `inpaint_batch` call; return
+        the alternatives (see the class) when samples >= 1, else None."""
         from tf_semantic_inpaint.inpaint import inpaint_batch
 
         step = bar.done
         report = lambda done, total, losses: bar.update(step, f"{kind}: latent search {done}/{total}")  # noqa: E731
+        settings = dataclasses.replace(self.settings, samples=samples) if samples else self.settings
         clock = time.perf_counter()
-        results = inpaint_batch(list(given), list(mask), self.model, self.settings,
-                                blend="ours_blend" in self.methods, progress=report)
+        results = inpaint_batch(list(given), list(mask), self.model, settings,
+                                blend=any(m in self.methods for m in OURS[1:]), progress=report)
         spent = time.perf_counter() - clock
-        outputs = {}
-        for name, attribute in (("ours", "completed"), ("ours_blend", "blended")):
+        if "ours_mean" in self.methods and any(r.mean is None for r in results):
+            raise EvaluationError(f"{getattr(self.model, 'path', self.model)} gives no posterior mean (an export "
+                                  "older than the mean); export the model again or leave ours_mean out.")
+        for name, attribute in (("ours", "completed"), ("ours_blend", "blended"), ("ours_mean", "mean")):
             if name in self.methods:
                 outputs[name] = np.stack([getattr(r, attribute) for r in results])
                 self.seconds[name] += spent
-        return outputs
+        if not samples:
+            return None
+        found = {"samples": np.stack([np.stack(r.samples) for r in results]).astype(np.float32),
+                 "sample_losses": np.array([r.sample_losses for r in results], np.float32)}
+        if all(r.mean is not None for r in results):
+            found["mean"] = np.stack([r.mean for r in results]).astype(np.float32)
+        return found
 
 
 class _Tally:
@@ -431,9 +464,11 @@ class _Tally:
         self.ssims = {m: {k: [] for k in masks} for m in methods}
         self.kept = {m: dict.fromkeys(masks, True) for m in methods}
         self.examples = {}
+        self.found = {}  # {mask kind: the search's alternatives of the examples}
 
-    def add(self, kind, start, original, mask, outputs):
-        """Score a batch: images start.. of `original` [b, R, R, C] under `mask`, outputs {method: [b, ...]}."""
+    def add(self, kind, start, original, mask, outputs, alternatives=None):
+        """Score a batch: images start.. of `original` [b, R, R, C] under `mask`, outputs {method: [b, ...]};
+        keep the examples' `alternatives` (see _Methods) when given."""
         known = np.broadcast_to(mask > 0.5, original.shape)
         for name in self.methods:
             out = outputs[name]
@@ -451,6 +486,16 @@ class _Tally:
                 example[key] = _joined(example.get(key), value[:take].astype(np.float32))
             for name in self.methods:
                 example["outputs"][name] = _joined(example["outputs"].get(name), outputs[name][:take])
+            for key, value in (alternatives or {}).items():
+                found = self.found.setdefault(kind, {})
+                found[key] = _joined(found.get(key), value[:take])
+
+    def alternatives(self, kind):
+        """Report.alternatives for mask `kind`, or None when no samples were asked for."""
+        if kind not in self.found:
+            return None
+        example = self.examples[kind]
+        return {"mask": kind, "masked": example["masked"], "truth": example["truth"], **self.found[kind]}
 
     def scores(self):
         """{method: {mask kind: Score}}, with the judge's verdicts when there is one."""

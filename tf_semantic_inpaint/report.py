@@ -5,6 +5,7 @@
     report.to_markdown()          # the table(s): PSNR / SSIM, semantic metrics, paired, timing
     report.to_json()              # everything, per-image values included
     report.figure_image()         # example completions of every method, labelled
+    report.alternatives_image()   # the latent search's K samples and its mean for a few images
     write(report, "results/fashion_mnist")     # the FILES, atomically
 """
 
@@ -19,11 +20,17 @@ from tf_semantic_inpaint.errors import InpaintError
 
 FIGURE_TILE = 112  # tiles are enlarged by pixel replication to at least this many pixels
 SHORT_NAMES = {
-    "ours": "ours", "ours_blend": "ours+blend", "context_encoder": "CE", "telea": "Telea", "navier_stokes": "N-S",
-    "biharmonic": "biharm.", "total_variation": "TV", "train_mean": "mean",
-    "nearest_neighbour": "NN",
+    "ours": "ours", "ours_blend": "ours+blend", "ours_mean": "ours mean", "context_encoder": "CE",
+    "telea": "Telea", "navier_stokes": "N-S", "biharmonic": "biharm.", "total_variation": "TV",
+    "train_mean": "train mean", "nearest_neighbour": "NN",
 }
-FILES = ("results.md", "results.json", "examples.png")
+# The last only when the report has alternatives (a latent search with settings ran).
+FILES = ("results.md", "results.json", "examples.png", "alternatives.png")
+# What the latent search's rows are, said under the tables when the mean is among them.
+SEARCH_ROWS = ("ours and ours_blend are the latent search's best sample (lowest loss), pasted and "
+               "Poisson-blended; ours_mean is the same search's estimate of the posterior mean, a "
+               "loss-weighted average of its candidates, Poisson-blended: the best single guess by PSNR, "
+               "where a sample is one sharp, plausible completion.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +73,10 @@ class Report:
             of `shared_search` come from one search, so each carries its time.
         examples: {mask kind: {"masked", "truth": float32 [k, R, R, C] in [0, 1],
             "outputs": {method: float32 [k, R, R, C]}}}, the first k images.
+        alternatives: the latent search's alternatives for the first k images of one mask
+            kind: {"mask": kind, "masked", "truth": float32 [k, R, R, C] in [0, 1],
+            "samples": float32 [k, K, R, R, C] (best first), "sample_losses": float32
+            [k, K], and "mean": float32 [k, R, R, C] when the model gives one}; or None.
         channel_note: how the dataset's channels were converted for the model, or None.
         train_images: (used, available) training images of the data-driven baselines,
             or None when none ran.
@@ -98,6 +109,7 @@ class Report:
     mask_seed_stride: int
     pairs: tuple = ()
     shared_search: tuple = ()
+    alternatives: dict | None = None
     channel_note: str | None = None
     train_images: tuple | None = None
     context_encoder: dict | None = None
@@ -139,8 +151,9 @@ class Report:
         """One line: dataset, split, n, resolution, model and search settings."""
         if self.settings:
             s = self.settings
+            # :g shows a float32-rounded 0.03 from a model's limits signature as 0.03.
             search = (f"{s['iterations']} iterations, {s['restarts']} restarts, learning rate "
-                      f"{s['learning_rate']}, λ {s['lam']}, seed {s['seed']}"
+                      f"{s['learning_rate']:g}, λ {s['lam']:g}, seed {s['seed']}"
                       + "".join(f", {k} {s[k]}" for k in ("prior", "window") if k in s))
         else:
             search = "the server's defaults"
@@ -169,6 +182,8 @@ class Report:
         if len(self.shared_search) > 1:
             lines += ["", f"{_and(self.shared_search)} come from one latent search; "
                       f"{'both' if len(self.shared_search) == 2 else 'all'} rows show its time."]
+        if "ours_mean" in self.methods:
+            lines += ["", SEARCH_ROWS]
         lines += ["", f"{self.date}; tensorflow {self.versions.get('tensorflow')}, "
                   f"keras {self.versions.get('keras')}; {self.total_seconds:.0f} s in all.", ""]
         return "\n".join(lines)
@@ -266,7 +281,17 @@ class Report:
             "total_seconds": round(self.total_seconds, 3),
             "results": {method: {kind: self._cell_json(c) for kind, c in zip(self.masks, cells)}
                         for method, cells in self.rows},
+            "alternatives": self._alternatives_json(),
         }
+
+    def _alternatives_json(self):
+        """What the alternatives figure shows (mask kind, images, samples and their losses), or None."""
+        found = self.alternatives
+        if found is None:
+            return None
+        losses = [[round(float(v), 5) for v in row] for row in found["sample_losses"]]
+        return {"mask": found["mask"], "images": len(found["samples"]), "samples": found["samples"].shape[1],
+                "mean": "mean" in found, "sample_losses": losses}
 
     def _cell_json(self, c):
         """One Score as a JSON-ready dict (semantic keys only when a judge ran)."""
@@ -293,6 +318,24 @@ class Report:
             blocks[kind] = [example["masked"]] + [example["outputs"][m] for m in self.methods] + [example["truth"]]
         return _labelled_blocks(blocks, labels, self.resolution, self.channels)
 
+    def alternatives_image(self):
+        """The alternatives figure: float32 [H, W, C] in [0, 1], labelled, or None without alternatives.
+
+        One row per image of `alternatives`: masked input (hole in mid grey) | sample 1
+        (the best) .. sample K | mean | ground truth, tiles enlarged as in figure_image.
+        """
+        found = self.alternatives
+        if found is None:
+            return None
+        samples = found["samples"]
+        labels = ["masked"] + [f"sample {i + 1}" for i in range(samples.shape[1])]
+        panels = [found["masked"]] + list(np.moveaxis(samples, 1, 0))
+        if "mean" in found:
+            labels.append("mean")
+            panels.append(found["mean"])
+        return _labelled_blocks({found["mask"]: panels + [found["truth"]]}, labels + ["truth"],
+                                self.resolution, self.channels)
+
     def figure(self, path):
         """Write `figure_image()` to `path` as a PNG (atomically)."""
         from tf_semantic_inpaint.images import write_image
@@ -312,7 +355,8 @@ def _and(names):
 
 
 def write(report, out_dir, force=False):
-    """Write the FILES (results.md, results.json, examples.png) into out_dir; return their paths.
+    """Write the FILES (results.md, results.json, examples.png, alternatives.png when the
+    report has alternatives) into out_dir; return their paths.
 
     Everything is rendered first, then each file is written atomically, so a
     failure leaves no partial file. Existing files are refused unless force.
@@ -327,15 +371,18 @@ def write(report, out_dir, force=False):
         raise InpaintError(
             f"{', '.join(existing)} already exist(s); pass --force to overwrite or choose another --out."
         )
+    alternatives = report.alternatives_image()
     contents = [
         report.to_markdown().encode("utf-8"),
         (json.dumps(report.to_json(), indent=1, allow_nan=False) + "\n").encode("utf-8"),
         encode_png(report.figure_image()),
+        None if alternatives is None else encode_png(alternatives),
     ]
     # Everything is rendered before the first write, so a failure leaves no partial result.
-    for target, content in zip(targets, contents):
+    written = [(target, content) for target, content in zip(targets, contents) if content is not None]
+    for target, content in written:
         write_bytes_atomic(target, content)
-    return targets
+    return [target for target, _ in written]
 
 
 def _labelled_blocks(blocks, labels, resolution, channels):
