@@ -530,7 +530,7 @@ def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_siz
     from tf_semantic_inpaint.local import LocalModel
 
     local = LocalModel(model)
-    settings = dataclasses.replace(local.defaults, **{k: v for k, v in search.items() if v is not None})
+    settings = dataclasses.replace(local.defaults, **_search_overrides(search))
     off = lambda value: False if value is not None and value.lower() == "none" else value  # noqa: E731
     report = evaluation.evaluate(local, dataset=dataset, split=split, n=n, masks=masks, methods=methods,
                                  seed=seed, data_dir=data_dir, settings=settings, batch_size=batch_size,
