@@ -305,6 +305,13 @@ def test_context_encoder_rows_are_its_exported_completions(report, tiny_context_
     assert report.seconds["context_encoder"] > 0
 
 
+def test_the_shipped_context_encoder_is_the_default_rival():
+    model = evaluate._context_encoder(None, "fashion_mnist")
+    assert model.card["model"] == "context-encoder" and model.card["dataset"] == "fashion_mnist"
+    assert os.path.basename(os.path.dirname(model.path)) == "fashion_mnist_ce"
+    assert evaluate._context_encoder(None, "celeb_a") is None  # none shipped: its rows are left out
+
+
 def test_context_encoder_asked_for_but_missing_or_not_one(tiny_export):
     with pytest.raises(InpaintError, match="no context encoder for fashion_mnist"):
         evaluate.evaluate(tiny_export, n=2, methods=["context_encoder"], context_encoder=False, progress=False)

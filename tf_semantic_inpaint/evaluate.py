@@ -525,7 +525,7 @@ def _context_encoder(context_encoder, dataset):
         if dataset not in data.DATASETS:
             return None
         try:
-            context_encoder = shipped_model_dir(f"{dataset}_context_encoder")
+            context_encoder = shipped_model_dir(f"{dataset}_ce")  # saved_models/fashion_mnist_ce
         except InpaintError:
             return None
     model = context_encoder if hasattr(context_encoder, "search") else LocalModel(context_encoder)
