@@ -129,6 +129,10 @@ def probes(url, port):
         return lambda: post(url + ":predict", {"signature_name": "inpaint_with_settings",
                                                "inputs": {**ok, **change}})
 
+    def options(**change):
+        return lambda: post(url + ":predict", {"signature_name": "inpaint_with_options", "inputs": {
+            **ok, "samples": 1, "window": 15, "warm_start": 0, **change}})
+
     def text(body):
         return lambda: post(url + ":predict", body.encode())
 
@@ -148,12 +152,16 @@ def probes(url, port):
         finally:
             for s in socks:
                 s.close()
+            time.sleep(3)  # let the server see them closed, so the next probe meets a free slot
 
     request = b"GET /v1/models/x HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100 + b"\r\n\r\n"
     return [
         ("iterations = 2147483647", settings(iterations=2**31 - 1)),
         ("iterations = 10**8", settings(iterations=10**8)),
         ("restarts = 20000, iterations = 1", settings(restarts=20000, iterations=1)),
+        ("samples = 1000000 (K beyond restarts)", options(samples=10**6)),
+        ("window = 1000000", options(window=10**6)),
+        ("warm_start = 7", options(warm_start=7)),
         ("restarts = 0", settings(restarts=0)),
         ("restarts = -1", settings(restarts=-1)),
         ("lam = NaN (bare NaN in the JSON)", settings(lam=float("nan"))),

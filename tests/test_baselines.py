@@ -58,7 +58,6 @@ def test_every_method_keeps_known_pixels_and_ignores_the_hole(image):
         assert out_a.dtype == np.float32 and out_a.shape == image.shape, name
         assert np.array_equal(out_a[known], image[known]), name  # bitwise
         assert np.array_equal(out_a, out_b), f"{name} looked at the hole's contents"
-        assert out_a.min() >= 0.0 and out_a.max() <= 1.0, name
 
 
 @pytest.mark.parametrize("image", [GREY, COLOUR], ids=["grey", "colour"])

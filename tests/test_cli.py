@@ -220,6 +220,23 @@ def test_help_texts_name_every_option_and_its_default():
             assert "default" in block, (command, option, block)
 
 
+def test_evaluate_keeps_the_mask_seed_apart_from_the_search_seed(cli_run, tmp_path):
+    import json
+
+    from tf_semantic_inpaint.evaluate import FILES
+
+    out = tmp_path / "results"
+    result = invoke("evaluate", "--model", cli_run / "models" / "tiny", "--n", "2", "--masks", "half",
+                    "--methods", "ours_blend,ours_mean,telea", "--context-encoder", "none", "--judge", "none",
+                    *FAST, "--mask-seed", "3", "--seed", "5", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(out)) == sorted(FILES)
+    written = json.loads((out / "results.json").read_text())
+    assert written["seed"] == 3 and written["search_settings"]["seed"] == 5
+    assert list(written["results"]) == ["ours_blend", "ours_mean", "telea"]
+    assert "| ours_mean |" in result.output
+
+
 def test_a_forced_folder_run_that_fails_one_write_changes_nothing(cli_run, tmp_path, fashion_mnist_test_images):
     """The README's promise, kept with --force: a file that cannot be written (here: over the
     process's file-size limit) leaves every earlier output as it was."""

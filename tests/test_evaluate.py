@@ -36,7 +36,12 @@ def report(tiny_export, tiny_context_encoder_export, tiny_judge_export, truth, s
 
     model = LocalModel(tiny_export)
     search = model.inpaint_png
-    model.inpaint_png = lambda images, *a, **k: searches.append(len(images)) or search(images, *a, **k)
+
+    def counted(images, masks, settings=None, **options):
+        searches.append((len(images), settings.samples))
+        return search(images, masks, settings, **options)
+
+    model.inpaint_png = counted
 
     def oracle(image, mask):
         # It sees the hole zeroed, so it finds its image by the known pixels.
@@ -125,8 +130,11 @@ def test_masks_are_seeded_per_image_and_searches_batched(report, searches):
         np.testing.assert_array_equal(report.examples[kind]["mask"], np.stack(expected))
     pattern = report.examples["pattern"]["mask"]
     assert not np.array_equal(pattern[0], pattern[1])
-    # One search per mask kind and batch gives both "ours" and "ours_blend".
-    assert searches == [2, 2, 1] * len(MASK_TYPES)
+    # One search per mask kind and batch gives "ours", "ours_blend" and "ours_mean".
+    assert [images for images, _ in searches] == [2, 2, 1] * len(MASK_TYPES)
+    # K = min(4, restarts) samples only for the alternatives figure's images (half masks, the first 3).
+    assert MASK_TYPES[-1] == "half"
+    assert [samples for _, samples in searches] == [1, 1, 1] * (len(MASK_TYPES) - 1) + [2, 2, 1]
 
 
 def test_too_many_images_names_the_split_size(tiny_export, truth):
@@ -251,24 +259,30 @@ def test_semantic_table_and_json(report):
 
 
 def test_paired_differences_against_the_context_encoder_and_nearest_neighbour(report):
-    assert report.paired_pairs() == [("ours_blend", "context_encoder"), ("ours_blend", "nearest_neighbour")]
-    first, second = report.paired_pairs()[-1]
+    assert report.pairs == (("ours_blend", "context_encoder"), ("ours_blend", "nearest_neighbour"),
+                            ("ours_mean", "context_encoder"), ("ours_mean", "nearest_neighbour"),
+                            ("ours_mean", "ours_blend"))
+    first, second = report.pairs[-1]
     a = np.array(report.scores[first]["pattern"].psnr_per_image)
     b = np.array(report.scores[second]["pattern"].psnr_per_image)
     mean, error, share = report.paired(first, second, "pattern")
     assert mean == pytest.approx(np.mean(a - b)) and share == pytest.approx(np.mean(a > b))
     assert error == pytest.approx(np.std(a - b, ddof=1) / np.sqrt(N))
     assert f"{mean:+.2f} ± {error:.2f}" in report.to_markdown()
-    assert set(report.to_json()["paired_psnr"]) == {"ours_blend - context_encoder", "ours_blend - nearest_neighbour"}
+    assert set(report.to_json()["paired_psnr"]) == {f"{a} - {b}" for a, b in report.pairs}
     assert "| ours_blend − context_encoder |" in report.to_markdown()
 
 
-def test_without_a_judge_there_are_no_semantic_columns(tiny_export):
+def test_without_a_judge_there_are_no_semantic_columns(tiny_export, tmp_path):
     result = evaluate.evaluate(tiny_export, n=3, masks=["center"], methods=["telea"], judge=False,
                                context_encoder=False, progress=False)
     assert not result.has_semantics and result.scores["telea"]["center"].semantic_accuracy is None
     assert "Semantic accuracy" not in result.to_markdown()
     assert "semantic_accuracy" not in result.to_json()["results"]["telea"]["center"]
+    # Without the latent search there are no alternatives to draw.
+    assert result.alternatives is None and result.to_json()["alternatives"] is None
+    evaluate.write(result, str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted(f for f in evaluate.FILES if f != "alternatives.png")
 
 
 # --- The context encoder's rows ------------------------------------------------------------
@@ -291,9 +305,88 @@ def test_context_encoder_rows_are_its_exported_completions(report, tiny_context_
     assert report.seconds["context_encoder"] > 0
 
 
+def test_the_shipped_context_encoder_is_the_default_rival():
+    model = evaluate._context_encoder(None, "fashion_mnist")
+    assert model.card["model"] == "context-encoder" and model.card["dataset"] == "fashion_mnist"
+    assert os.path.basename(os.path.dirname(model.path)) == "fashion_mnist_ce"
+    assert evaluate._context_encoder(None, "celeb_a") is None  # none shipped: its rows are left out
+
+
 def test_context_encoder_asked_for_but_missing_or_not_one(tiny_export):
     with pytest.raises(InpaintError, match="no context encoder for fashion_mnist"):
         evaluate.evaluate(tiny_export, n=2, methods=["context_encoder"], context_encoder=False, progress=False)
     with pytest.raises(InpaintError, match="is a dcgan model, not a context encoder"):
         evaluate.evaluate(tiny_export, n=2, methods=["context_encoder"], context_encoder=tiny_export,
                           progress=False)
+
+
+# --- The latent search's sample and mean ----------------------------------------------------
+
+
+def test_sample_and_mean_rows_on_every_metric(report):
+    tables = _tables(report.to_markdown())
+    for table in tables[:2]:  # PSNR / SSIM, then semantic accuracy / Fréchet distance
+        rows = {row[0]: row[1:] for row in table[1:]}
+        assert {"ours_blend", "ours_mean"} <= set(rows)
+    result = json.loads(json.dumps(report.to_json(), allow_nan=False))
+    for kind in MASK_TYPES:
+        for method in ("ours_blend", "ours_mean"):
+            cell = result["results"][method][kind]
+            assert all(math.isfinite(cell[k]) for k in ("psnr", "ssim", "semantic_accuracy", "frechet_distance"))
+            assert cell["known_pixels_kept"]
+        # Two estimates from one search, not one output twice.
+        outputs = report.examples[kind]["outputs"]
+        assert np.abs(outputs["ours_mean"] - outputs["ours_blend"]).max() > 1e-3
+    assert result["seconds"]["ours_mean"] == result["seconds"]["ours_blend"]  # one search, one time
+    assert "ours, ours_blend and ours_mean come from one latent search" in report.to_markdown()
+    assert "posterior mean" in report.to_markdown()
+
+
+def test_scored_rows_do_not_depend_on_the_samples_asked_for(report, tiny_export):
+    """The figure's images were searched with samples = K, the others with 1: the same outputs."""
+    from tf_semantic_inpaint.inpaint import inpaint_batch
+    from tf_semantic_inpaint.local import LocalModel
+
+    model = LocalModel(tiny_export)
+    for kind in ("half", "pattern"):  # with K samples, and without
+        example = report.examples[kind]
+        results = inpaint_batch(list(example["truth"] * example["mask"]), list(example["mask"]), model)
+        for method, attribute in (("ours", "completed"), ("ours_blend", "blended"), ("ours_mean", "mean")):
+            np.testing.assert_allclose(example["outputs"][method], np.stack([getattr(r, attribute) for r in results]),
+                                       atol=1e-5, err_msg=f"{method} on {kind}")
+
+
+def test_alternatives_are_the_searchs_samples_and_mean(report):
+    found = report.alternatives
+    samples = found["samples"]
+    assert found["mask"] == "half" and samples.shape == (evaluate.EXAMPLES, 2, 28, 28, 1)  # K = restarts = 2
+    example = report.examples["half"]
+    np.testing.assert_array_equal(found["truth"], example["truth"])
+    np.testing.assert_allclose(samples[:, 0], example["outputs"]["ours_blend"], atol=1e-6)  # the best sample first
+    np.testing.assert_allclose(found["mean"], example["outputs"]["ours_mean"], atol=1e-6)
+    known = np.broadcast_to(example["mask"] > 0.5, example["truth"].shape)
+    for k in range(samples.shape[1]):
+        np.testing.assert_array_equal(samples[:, k][known], example["truth"][known])
+    assert np.all(np.abs(samples[:, 0] - samples[:, 1]).max(axis=(1, 2, 3)) > 0.05)  # distinct alternatives
+    losses = found["sample_losses"]
+    assert losses.shape == (evaluate.EXAMPLES, 2) and np.all(losses[:, 0] <= losses[:, 1])
+    assert report.to_json()["alternatives"] == {
+        "mask": "half", "images": evaluate.EXAMPLES, "samples": 2, "mean": True,
+        "sample_losses": [[round(float(v), 5) for v in row] for row in losses]}
+
+
+def test_alternatives_figure_is_a_labelled_grid(report, tmp_path):
+    from tf_semantic_inpaint.images import text_width
+
+    evaluate.write(report, str(tmp_path))
+    figure = cv2.imread(str(tmp_path / "alternatives.png"), cv2.IMREAD_UNCHANGED)
+    tile = 28 * 4
+    columns = 2 + 2 + 1  # masked | K = 2 samples | mean | truth
+    assert figure.shape[0] == 24 + evaluate.EXAMPLES * (tile + 2) + 2
+    label_column = figure.shape[1] - (columns * (tile + 2) + 2)
+    assert label_column == text_width("half") + 12  # the mask kind's name on the left
+    assert figure[:24].min() < 128  # the header holds dark text
+    # The body is the report's images, enlarged 4x: the first row's mean tile is the mean.
+    top, left = 24 + 2, label_column + 2 + 3 * (tile + 2)
+    mean = figure[top:top + tile:4, left:left + tile:4] / 255.0
+    np.testing.assert_allclose(mean, report.alternatives["mean"][0, ..., 0], atol=1 / 255)

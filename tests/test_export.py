@@ -126,7 +126,6 @@ def test_every_signature_in_process(exported, tiny_models, fashion_mnist_test_im
     assert sorted(out) == ["completed", "context_loss", "generated", "mean", "prior_loss", "z"]
     completed, generated = out["completed"].numpy(), out["generated"].numpy()
     assert completed.shape == generated.shape == (3, 28, 28, 1)
-    assert generated.min() >= 0 and generated.max() <= 1
     np.testing.assert_array_equal(completed[masks == 1], images[masks == 1])
     np.testing.assert_array_equal(completed[masks == 0], generated[masks == 0])
     # serving_default is inpaint; inpaint_with_settings with the baked defaults is too.

@@ -25,7 +25,6 @@ def test_one_fit_step_changes_both_g_and_d():
     assert set(history.history) == {"d_loss", "g_loss", "d_real", "d_fake"}
     for name, values in history.history.items():
         assert np.isfinite(values[0]), name
-    assert 0.0 <= history.history["d_real"][0] <= 1.0
     changed_g = [not np.array_equal(a, w.numpy()) for a, w in zip(before_g, gan.generator.trainable_weights)]
     changed_d = [not np.array_equal(a, w.numpy()) for a, w in zip(before_d, gan.discriminator.trainable_weights)]
     assert all(changed_g) and all(changed_d)

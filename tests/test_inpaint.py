@@ -85,7 +85,6 @@ def test_any_size_and_channels_keep_known_pixels_exactly(model, shape, fashion_m
         assert result.output.shape == shape and result.output.dtype == np.float32
         known = mask[..., 0] == 1
         np.testing.assert_array_equal(result.output[known], image[known])
-        assert result.output.min() >= 0 and result.output.max() <= 1
         assert result.generated.shape == shape and result.z.shape == (100,)
     np.testing.assert_array_equal(result.completed[~known], result.generated[~known])
 

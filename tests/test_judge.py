@@ -65,9 +65,9 @@ def test_export_has_a_card_and_the_classify_signature(tiny_judge_run, tiny_judge
 
 
 def test_a_model_that_is_not_a_judge_is_refused(tiny_export):
-    from tf_semantic_inpaint.inpaint import ModelError
+    from tf_semantic_inpaint.errors import InpaintError
 
-    with pytest.raises(ModelError, match="not a judge"):
+    with pytest.raises(InpaintError, match="not a judge"):
         judging.LoadedJudge(tiny_export)
 
 

@@ -18,7 +18,6 @@ def test_shapes_and_ranges(resolution, channels, width):
     images = g(z).numpy()
     assert images.shape == (3, resolution, resolution, channels)
     assert images.dtype == np.float32
-    assert images.min() >= -1.0 and images.max() <= 1.0  # tanh output
     assert images.std() > 0  # not a constant image
     logits = d(images).numpy()
     assert logits.shape == (3, 1)

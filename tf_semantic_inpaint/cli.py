@@ -547,10 +547,10 @@ def _names(value):
 @click.option("--n", "n", type=click.IntRange(1), default=500, show_default=True, help="First N images of the split.")
 @click.option("--masks", multiple=True, help="Mask kinds, comma-separated [default: center,pattern,random,half].")
 @click.option("--methods", multiple=True,
-              help="Methods, comma-separated [default: all: ours, ours_blend, context_encoder (when "
+              help="Methods, comma-separated [default: all: ours, ours_blend, ours_mean, context_encoder (when "
                    "there is one), telea, navier_stokes, biharmonic, total_variation, train_mean, "
                    "nearest_neighbour].")
-@click.option("--mask-seed", "seed", type=_INT32, default=0, show_default=True, help="Seed of the masks.")
+@click.option("--mask-seed", type=_INT32, default=0, show_default=True, help="Seed of the masks.")
 @click.option("--data-dir", default=None, help="tfds data dir.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Images per search call (lowered to fit the model's limits).")
@@ -562,10 +562,10 @@ def _names(value):
               help="Judge SavedModel for semantic accuracy and Fréchet distance, or 'none' "
                    "[default: the one shipped for the dataset, if any].")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Folder for results.md, results.json and examples.png.")
+              help="Folder for results.md, results.json, examples.png and alternatives.png.")
 @click.option("--force", is_flag=True, help="Overwrite existing results.")
 @_user_errors
-def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_size, out, force, context_encoder,
+def evaluate(model, dataset, split, n, masks, methods, mask_seed, data_dir, batch_size, out, force, context_encoder,
              judge, **search):
     """Score the model, the context encoder and classical baselines the paper's way (Table 1).
 
@@ -589,10 +589,10 @@ def evaluate(model, dataset, split, n, masks, methods, seed, data_dir, batch_siz
     from tf_semantic_inpaint.local import LocalModel
 
     local = LocalModel(model)
-    settings = dataclasses.replace(local.defaults, **{k: v for k, v in search.items() if v is not None})
+    settings = dataclasses.replace(local.defaults, **_search_overrides(search))
     off = lambda value: False if value is not None and value.lower() == "none" else value  # noqa: E731
     report = evaluation.evaluate(local, dataset=dataset, split=split, n=n, masks=masks, methods=methods,
-                                 seed=seed, data_dir=data_dir, settings=settings, batch_size=batch_size,
+                                 seed=mask_seed, data_dir=data_dir, settings=settings, batch_size=batch_size,
                                  context_encoder=off(context_encoder), judge=off(judge))
     click.echo(report.to_markdown())
     for path in evaluation.write(report, out, force=force):

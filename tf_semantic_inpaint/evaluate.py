@@ -6,7 +6,10 @@ of a split at the MODEL's resolution and channels:
 
     report = evaluate("saved_models/fashion_mnist", n=500)
     print(report.to_markdown())
-    write(report, "results/fashion_mnist")     # results.md, results.json, examples.png
+    write(report, "results/fashion_mnist")     # results.md, results.json, examples.png, alternatives.png
+
+This module chooses and runs the methods and collects their scores; report.py presents
+them (Report: Markdown, JSON, figure; `write`, re-exported here).
 
 Protocol, the same for every method:
 - image i under mask kind k gets make_mask(k, R, R, seed * MASK_SEED_STRIDE + i): one
@@ -17,8 +20,11 @@ Protocol, the same for every method:
 - PSNR and SSIM compare the whole completed image with the original in [0, 1]
   (metrics.psnr / metrics.ssim); per-image PSNRs are capped at metrics.PSNR_CAP.
 
-Methods: "ours" (the latent search, G(z*) composited into the hole), "ours_blend"
-(the same search, Poisson blended; both come from one `inpaint_batch` call),
+Methods: "ours" (the latent search's best sample, G(z*) composited into the hole),
+"ours_blend" (the same sample, Poisson blended), "ours_mean" (the same search's estimate
+of the posterior mean, a loss-weighted average of its candidates, Poisson blended: the
+best single guess by PSNR, where a sample is one sharp plausible completion; all three
+come from one `inpaint_batch` call),
 "context_encoder" (Pathak et al.'s rival, any exported model with the `inpaint`
 contract; the shipped one by default), the classical baselines and the data-driven
 ones (built from the TRAINING split), plus any `extra_methods` a caller passes in
@@ -35,11 +41,15 @@ default) and the dataset has labels:
   n .. n + REFERENCE_IMAGES - 1. It shrinks as n grows (finite-sample bias), so
   compare values only at one n; the uncorrupted images' distance to the same
   reference is the floor that sampling alone gives.
+
+The alternatives figure shows, for the first images of one mask kind (half, when it is
+evaluated), the search's K = min(ALTERNATIVES, restarts) samples beside its mean
+(SearchSettings.samples = K on those images' search; the samples are chosen from the
+same candidates, so the scored rows do not depend on K).
 """
 
 import dataclasses
 import datetime
-import json
 import os
 import sys
 import time
@@ -49,8 +59,9 @@ import numpy as np
 from tf_semantic_inpaint import baselines, metrics
 from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.masks import MASK_KINDS, MASK_TYPES, make_mask
+from tf_semantic_inpaint.report import FILES, Report, Score, write  # noqa: F401 (FILES, write: evaluate's API)
 
-OURS = ("ours", "ours_blend")
+OURS = ("ours", "ours_blend", "ours_mean")  # rows of the one latent search: sample, blended sample, mean
 CONTEXT_ENCODER = "context_encoder"
 METHODS = OURS + (CONTEXT_ENCODER,) + tuple(baselines.CLASSICAL) + tuple(baselines.DATA_DRIVEN)
 # Real images of the split after the n evaluated ones: the Fréchet distance's reference.
@@ -62,306 +73,11 @@ MASK_SEED_STRIDE = 100_003
 # Fashion-MNIST (179 MB); CelebA at 64x64x3 would need 8 GB, so it gets the first 43,690.
 TRAIN_BYTES_BUDGET = 2 << 30
 EXAMPLES = 3  # example rows per mask kind in the figure
-FIGURE_TILE = 112  # tiles are enlarged by pixel replication to at least this many pixels
-SHORT_NAMES = {
-    "ours": "ours", "ours_blend": "ours+blend", "context_encoder": "CE", "telea": "Telea", "navier_stokes": "N-S",
-    "biharmonic": "biharm.", "total_variation": "TV", "train_mean": "mean",
-    "nearest_neighbour": "NN",
-}
+ALTERNATIVES = 4  # samples per image in the alternatives figure (fewer when restarts are fewer)
 
 
 class EvaluationError(InpaintError):
     """The evaluation cannot run as asked; the message says what to change."""
-
-
-# --- Results ---------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Score:
-    """One cell of the table: a method on a mask kind over the n images.
-
-    Attributes:
-        psnr, psnr_std: mean and standard deviation of the per-image PSNR in dB, each
-            capped at metrics.PSNR_CAP first.
-        ssim, ssim_std: mean and standard deviation of the per-image SSIM in [-1, 1].
-        psnr_per_image, ssim_per_image: tuples of n floats, in image order (PSNR capped).
-        known_kept: whether every known pixel of every output equals the input's.
-        semantic_accuracy: share of the outputs the judge assigns to the true class,
-            or None without a judge; correct_per_image: tuple of n 0/1 (or None).
-        frechet_distance: Fréchet distance of the outputs' judge features to the
-            reference set's, or None without a judge or reference.
-    """
-
-    method: str
-    mask: str
-    psnr: float
-    psnr_std: float
-    ssim: float
-    ssim_std: float
-    psnr_per_image: tuple
-    ssim_per_image: tuple
-    known_kept: bool
-    semantic_accuracy: float | None = None
-    frechet_distance: float | None = None
-    correct_per_image: tuple | None = None
-
-
-@dataclasses.dataclass
-class Report:
-    """The outcome of `evaluate`: scores, what produced them, and example images.
-
-    Attributes:
-        scores: {method: {mask kind: Score}}, methods and masks in table order.
-        seconds: {method: wall-clock seconds over all n x masks images}; "ours" and
-            "ours_blend" share one search, so both carry its time.
-        examples: {mask kind: {"masked", "truth": float32 [k, R, R, C] in [0, 1],
-            "outputs": {method: float32 [k, R, R, C]}}}, the first k images.
-        channel_note: how the dataset's channels were converted for the model, or None.
-        train_images: (used, available) training images of the data-driven baselines,
-            or None when none ran.
-        context_encoder: {"path", "card"} of the context encoder, or None.
-        judge: {"path", "card"} of the judge, or None (then no semantic metrics).
-        semantic_bounds: the judge on the uncorrupted images and on the masked inputs:
-            {"uncorrupted": {"accuracy", "frechet_distance"}, "masked": {kind: {...}}},
-            or None without a judge.
-        reference_images: (first index, count) of the Fréchet distance's reference
-            images in the split, or None.
-    """
-
-    dataset: str
-    split: str
-    n: int
-    resolution: int
-    channels: int
-    model_path: str | None
-    model_card: dict
-    settings: dict | None
-    seed: int
-    masks: tuple
-    methods: tuple
-    scores: dict
-    seconds: dict
-    examples: dict
-    channel_note: str | None = None
-    train_images: tuple | None = None
-    context_encoder: dict | None = None
-    judge: dict | None = None
-    semantic_bounds: dict | None = None
-    reference_images: tuple | None = None
-    date: str = ""
-    versions: dict = dataclasses.field(default_factory=dict)
-    total_seconds: float = 0.0
-
-    @property
-    def rows(self):
-        """The table: [(method, [Score of each mask kind])], in table order."""
-        return [(method, [self.scores[method][kind] for kind in self.masks]) for method in self.methods]
-
-    @property
-    def has_semantics(self):
-        """True when the cells carry semantic accuracy (a judge ran)."""
-        return self.semantic_bounds is not None
-
-    def paired(self, method, other, kind):
-        """PSNR of `method` minus `other`, paired per image, on one mask kind.
-
-        Returns:
-            (mean dB, standard error of the mean dB, share of images where `method`
-            is better), floats.
-        """
-        a = np.asarray(self.scores[method][kind].psnr_per_image)
-        b = np.asarray(self.scores[other][kind].psnr_per_image)
-        difference = a - b
-        error = float(np.std(difference, ddof=1) / np.sqrt(len(a))) if len(a) > 1 else float("nan")
-        return float(np.mean(difference)), error, float(np.mean(a > b))
-
-    def paired_pairs(self):
-        """[(ours, rival)]: our best row against the context encoder and nearest neighbour."""
-        ours = next((m for m in ("ours_blend", "ours") if m in self.methods), None)
-        if ours is None:
-            return []
-        return [(ours, rival) for rival in (CONTEXT_ENCODER, "nearest_neighbour") if rival in self.methods]
-
-    def per_image_ms(self, method):
-        """Mean wall-clock milliseconds per image (and mask) of `method`."""
-        return 1000.0 * self.seconds[method] / (self.n * len(self.masks))
-
-    def header(self):
-        """One line: dataset, split, n, resolution, model and search settings."""
-        if self.settings:
-            s = self.settings
-            search = (f"{s['iterations']} iterations, {s['restarts']} restarts, learning rate "
-                      f"{s['learning_rate']}, λ {s['lam']}, seed {s['seed']}"
-                      + "".join(f", {k} {s[k]}" for k in ("prior", "window") if k in s))
-        else:
-            search = "the server's defaults"
-        return (f"Dataset {self.dataset}, split {self.split}, n = {self.n} images at "
-                f"{self.resolution}x{self.resolution}x{self.channels}; model `{self.model_path}`; "
-                f"search: {search}; mask seed {self.seed}.")
-
-    def to_markdown(self):
-        """The table as Markdown: rows = methods, columns = mask kinds, "PSNR dB / SSIM"."""
-        # Best at the shown precision, so ties as printed are all bold.
-        best_psnr = {k: max(round(self.scores[m][k].psnr, 2) for m in self.methods) for k in self.masks}
-        best_ssim = {k: max(round(self.scores[m][k].ssim, 3) for m in self.methods) for k in self.masks}
-
-        def bold_if(text, best):
-            return f"**{text}**" if float(text) == best else text
-
-        lines = [f"# Inpainting evaluation: {self.dataset} {self.split}, n = {self.n}", "",
-                 self.header(), ""]
-        notes = []
-        if self.channel_note:
-            notes.append(self.channel_note[0].upper() + self.channel_note[1:] + ".")
-        if self.train_images:
-            used, available = self.train_images
-            notes.append(f"Data-driven baselines use {used:,} of the {available:,} training images.")
-        if notes:
-            lines += [" ".join(notes), ""]
-        lines += [
-            f"Mean PSNR in dB over the whole image (each image capped at {metrics.PSNR_CAP:g} dB) / "
-            "mean SSIM; best per column in bold.",
-            "",
-            "| method | " + " | ".join(self.masks) + " |",
-            "| --- |" + " ---: |" * len(self.masks),
-        ]
-        for method, cells in self.rows:
-            texts = [f"{bold_if(f'{c.psnr:.2f}', best_psnr[c.mask])} / "
-                     f"{bold_if(f'{c.ssim:.3f}', best_ssim[c.mask])}" for c in cells]
-            lines.append(f"| {method} | " + " | ".join(texts) + " |")
-        if self.has_semantics:
-            lines += self._semantic_markdown()
-        pairs = self.paired_pairs()
-        if pairs:
-            lines += ["", "PSNR paired per image, first method minus second: mean dB ± standard error, "
-                      "share of images where the first is better.", "",
-                      "| comparison | " + " | ".join(self.masks) + " |", "| --- |" + " ---: |" * len(self.masks)]
-            for first, second in pairs:
-                cells = [self.paired(first, second, kind) for kind in self.masks]
-                lines.append(f"| {first} − {second} | " + " | ".join(
-                    f"{m:+.2f} ± {e:.2f}, {100 * share:.0f}%" for m, e, share in cells) + " |")
-        lines += ["", "| method | ms per image |", "| --- | ---: |"]
-        lines += [f"| {m} | {self.per_image_ms(m):.1f} |" for m in self.methods]
-        if "ours" in self.methods and "ours_blend" in self.methods:
-            lines += ["", "ours and ours_blend come from one latent search; both rows show its time."]
-        lines += ["", f"{self.date}; tensorflow {self.versions.get('tensorflow')}, "
-                  f"keras {self.versions.get('keras')}; {self.total_seconds:.0f} s in all.", ""]
-        return "\n".join(lines)
-
-    def _semantic_markdown(self):
-        """The semantic table's Markdown lines: accuracy (%) / Fréchet distance per cell."""
-        bounds = self.semantic_bounds
-        first, count = self.reference_images or (None, 0)
-        reference = (f"the judge's penultimate features of {count:,} real {self.split} images not "
-                     f"evaluated (images {first:,} to {first + count - 1:,})" if count else "no reference")
-        fd = lambda value: "n/a" if value is None else f"{value:.2f}"  # noqa: E731
-        lines = ["", f"Semantic accuracy (% of images the judge `{self.judge['path']}` assigns to their "
-                 f"true class) / Fréchet distance between {reference} and those of the outputs (FID's "
-                 "formula on this judge, not Inception FID; it shrinks with n, so compare at one n).",
-                 "", "| method | " + " | ".join(self.masks) + " |", "| --- |" + " ---: |" * len(self.masks)]
-        for method, cells in self.rows:
-            lines.append(f"| {method} | " + " | ".join(
-                f"{100 * c.semantic_accuracy:.1f} / {fd(c.frechet_distance)}" for c in cells) + " |")
-        whole = bounds["uncorrupted"]
-        lines.append("| *uncorrupted (ceiling)* | " + " | ".join(
-            [f"{100 * whole['accuracy']:.1f} / {fd(whole['frechet_distance'])}"] * len(self.masks)) + " |")
-        lines.append("| *masked input, hole black* | " + " | ".join(
-            f"{100 * bounds['masked'][k]['accuracy']:.1f} / {fd(bounds['masked'][k]['frechet_distance'])}"
-            for k in self.masks) + " |")
-        return lines
-
-    def to_json(self):
-        """Everything as a JSON-ready dict (no inf or nan: PSNRs are capped)."""
-        return {
-            "format": "tf-semantic-inpaint evaluation 1",
-            "date": self.date,
-            "dataset": self.dataset,
-            "split": self.split,
-            "n": self.n,
-            "resolution": self.resolution,
-            "channels": self.channels,
-            "channel_conversion": self.channel_note,
-            "seed": self.seed,
-            "mask_seeds": f"make_mask(kind, R, R, seed * {MASK_SEED_STRIDE} + image index)",
-            "masks": list(self.masks),
-            "methods": list(self.methods),
-            "psnr_cap_db": metrics.PSNR_CAP,
-            "model": {"path": self.model_path, "card": self.model_card},
-            "search_settings": self.settings,
-            "train_images": (dict(zip(("used", "available"), self.train_images))
-                             if self.train_images else None),
-            "context_encoder": self.context_encoder,
-            "judge": self.judge,
-            "semantic_bounds": self.semantic_bounds,
-            "frechet_reference_images": (dict(zip(("first", "count"), self.reference_images))
-                                         if self.reference_images else None),
-            "paired_psnr": {
-                f"{first} - {second}": {
-                    kind: dict(zip(("mean_db", "standard_error_db", "share_better"),
-                                   (round(v, 4) for v in self.paired(first, second, kind))))
-                    for kind in self.masks
-                }
-                for first, second in self.paired_pairs()
-            },
-            "versions": self.versions,
-            # Significant figures, not decimals: a fast method must not round to 0.
-            "seconds": {m: _significant(s) for m, s in self.seconds.items()},
-            "ms_per_image": {m: _significant(self.per_image_ms(m)) for m in self.methods},
-            "total_seconds": round(self.total_seconds, 3),
-            "results": {
-                method: {
-                    kind: {
-                        "psnr": c.psnr, "psnr_std": c.psnr_std, "ssim": c.ssim, "ssim_std": c.ssim_std,
-                        "known_pixels_kept": c.known_kept,
-                        "psnr_per_image": list(c.psnr_per_image),
-                        "ssim_per_image": list(c.ssim_per_image),
-                        **({"semantic_accuracy": c.semantic_accuracy, "frechet_distance": c.frechet_distance,
-                            "correct_per_image": list(c.correct_per_image)} if self.has_semantics else {}),
-                    }
-                    for kind, c in zip(self.masks, cells)
-                }
-                for method, cells in self.rows
-            },
-        }
-
-    def figure_image(self):
-        """Example completions as float32 [H, W, C] in [0, 1], labelled.
-
-        One block of rows per mask kind (its name on the left), columns
-        masked input (hole in mid grey) | each method | ground truth, each tile
-        enlarged by pixel replication to at least FIGURE_TILE pixels.
-        """
-        from tf_semantic_inpaint.images import grid, label_strip, labelled, put_text, text_width
-
-        labels = ["masked"] + [SHORT_NAMES.get(m, m) for m in self.methods] + ["truth"]
-        scale = max(1, -(-FIGURE_TILE // self.resolution))
-        tile, pad = self.resolution * scale, 2
-        blocks = []
-        for kind in self.masks:
-            example = self.examples[kind]
-            panels = [example["masked"]] + [example["outputs"][m] for m in self.methods] + [example["truth"]]
-            tiles = np.stack(panels, axis=1).reshape((-1,) + panels[0].shape[1:])  # row-major
-            blocks.append((kind, grid(tiles, columns=len(panels), pad=pad, scale=scale)))
-        side = max(text_width(kind) for kind in self.masks) + 12
-        header = labelled(np.zeros((0, blocks[0][1].shape[1], self.channels), np.float32), labels, tile, pad)
-        parts = [np.concatenate([label_strip(24, side, self.channels)[1](), header], axis=1)]
-        for kind, block in blocks:
-            canvas, as_image = label_strip(block.shape[0], side, self.channels)
-            put_text(canvas, kind, side // 2, block.shape[0] // 2 + 5, side - 4)
-            parts.append(np.concatenate([as_image(), block], axis=1))
-        return np.concatenate(parts, axis=0)
-
-    def figure(self, path):
-        """Write `figure_image()` to `path` as a PNG (atomically)."""
-        from tf_semantic_inpaint.images import write_image
-
-        write_image(path, self.figure_image())
-
-
-def _significant(value, digits=4):
-    """`value` rounded to `digits` significant figures (0.000123456 -> 0.0001235)."""
-    return float(f"{value:.{digits}g}")
 
 
 # --- Data ------------------------------------------------------------------------
@@ -534,12 +250,75 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
         the split, or data-driven baselines on a split they were built from; all
         checked before the model or the data are loaded, except the split's size.
     """
-    from tf_semantic_inpaint import data
-    from tf_semantic_inpaint.inpaint import inpaint_batch
-    from tf_semantic_inpaint.local import LocalModel
     from tf_semantic_inpaint.progress import Progress
 
     started = time.perf_counter()
+    masks, methods, asked_for_ce = _checked_request(masks, methods, extra_methods, n, batch_size, dataset, split)
+    context_encoder = _context_encoder(context_encoder, dataset) if CONTEXT_ENCODER in methods else None
+    if context_encoder is None:
+        if asked_for_ce:
+            raise EvaluationError(
+                f"no context encoder for {dataset}: pass one (--context-encoder PATH) or leave "
+                f"{CONTEXT_ENCODER} out of the methods."
+            )
+        methods = tuple(m for m in methods if m != CONTEXT_ENCODER)
+    judge = _judge(judge, dataset)
+    model, settings, batch_size = _search_model(model, settings, batch_size, context_encoder)
+    resolution, channels = model.resolution, model.channels
+    truth = evaluation_images(dataset, split, n, resolution, channels, data_dir)
+    semantics = _Semantics(judge, dataset, split, n, resolution, channels, data_dir) if judge else None
+    if semantics:
+        semantics.add(_UNCORRUPTED, None, truth)
+    runners, train_info = _baseline_runners(methods, extra_methods, dataset, model, data_dir, train_images_limit)
+    run = _Methods(methods, model, settings, context_encoder, runners)
+    keep = max(1, min(examples, n))
+    # The alternatives figure's mask kind (half images leave the most room for different
+    # answers) and samples per image (none without a search with settings).
+    shown_kind = "half" if "half" in masks else masks[0]
+    searched = settings is not None and any(m in methods for m in OURS)
+    samples = min(ALTERNATIVES, settings.restarts) if searched else 0
+    tally = _Tally(methods, masks, keep, semantics)
+    batches = range(0, n, batch_size)
+    bar = Progress(len(masks) * len(batches), "evaluate", unit="batch", enabled=progress)
+    for kind in masks:
+        all_masks = np.stack([make_mask(kind, resolution, resolution, seed * MASK_SEED_STRIDE + i)
+                              for i in range(n)])
+        for start in batches:
+            original, mask = truth[start:start + batch_size], all_masks[start:start + batch_size]
+            alternatives = samples if kind == shown_kind and start < keep else 0
+            outputs, found = run(original * mask, mask, kind, bar, alternatives)
+            tally.add(kind, start, original, mask, outputs, found)
+            bar.update(bar.done + 1)
+    bar.close()
+
+    card = getattr(model, "card", {}) or {}
+    return Report(
+        dataset=dataset, split=split, n=n, resolution=resolution, channels=channels,
+        model_path=_shown_path(getattr(model, "path", None)) or getattr(model, "url", None), model_card=card,
+        settings={**dataclasses.asdict(settings), **card.get("search_fixed", {})} if settings is not None else None,
+        seed=seed, masks=masks, methods=methods, scores=tally.scores(), seconds=run.seconds,
+        examples=tally.examples, alternatives=tally.alternatives(shown_kind), mask_seed_stride=MASK_SEED_STRIDE,
+        pairs=_pairs(methods),
+        shared_search=tuple(m for m in OURS if m in methods),
+        channel_note=_channel_note(dataset, channels), train_images=train_info,
+        context_encoder=(None if context_encoder is None else
+                         {"path": _shown_path(context_encoder.path), "card": context_encoder.card}),
+        judge=None if judge is None else {"path": _shown_path(judge.path), "card": judge.card},
+        semantic_bounds=semantics.bounds(masks) if semantics else None,
+        reference_images=semantics.reference if semantics else None,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        versions=_versions(), total_seconds=time.perf_counter() - started,
+    )
+
+
+def _checked_request(masks, methods, extra_methods, n, batch_size, dataset, split):
+    """(masks, methods, whether the context encoder was asked for by name), checked before any work.
+
+    Raises EvaluationError for unknown masks, methods or dataset, n or batch_size below
+    1, and data-driven baselines on a split that holds their training images.
+    """
+    from tf_semantic_inpaint import data
+
     masks = check_masks(masks)
     asked_for_ce = methods is not None and CONTEXT_ENCODER in methods
     methods = check_methods(methods, extra_methods)
@@ -553,16 +332,15 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
             f"{', '.join(data_driven)} draw on the training images, which the {split} split "
             "contains; evaluate on validation or test, or leave them out of the methods."
         )
+    return masks, methods, asked_for_ce
 
-    context_encoder = _context_encoder(context_encoder, dataset) if CONTEXT_ENCODER in methods else None
-    if context_encoder is None:
-        if asked_for_ce:
-            raise EvaluationError(
-                f"no context encoder for {dataset}: pass one (--context-encoder PATH) or leave "
-                f"{CONTEXT_ENCODER} out of the methods."
-            )
-        methods = tuple(m for m in methods if m != CONTEXT_ENCODER)
-    judge = _judge(judge, dataset)
+
+def _search_model(model, settings, batch_size, context_encoder):
+    """(model, its SearchSettings, batch size fitting its limits) for the latent search.
+
+    Raises EvaluationError when the context encoder works at another size than the model.
+    """
+    from tf_semantic_inpaint.local import LocalModel
 
     if not hasattr(model, "search"):
         model = LocalModel(model)
@@ -572,113 +350,159 @@ def evaluate(model=None, dataset="fashion_mnist", split="test", n=500, masks=MAS
         batch_size = max(1, min(batch_size, model.limits.max_batch,
                                 model.limits.max_candidates // settings.restarts,
                                 model.limits.max_candidate_steps // per_image))
-    resolution, channels = model.resolution, model.channels
-    if context_encoder is not None and (context_encoder.resolution, context_encoder.channels) != (
-            resolution, channels):
+    shape = (model.resolution, model.channels)
+    if context_encoder is not None and (context_encoder.resolution, context_encoder.channels) != shape:
         raise EvaluationError(
             f"the context encoder works at {context_encoder.resolution}x{context_encoder.resolution}x"
-            f"{context_encoder.channels}, the model at {resolution}x{resolution}x{channels}; "
+            f"{context_encoder.channels}, the model at {shape[0]}x{shape[0]}x{shape[1]}; "
             "compare models of one resolution and channels."
         )
-    truth = evaluation_images(dataset, split, n, resolution, channels, data_dir)
-    semantics = _Semantics(judge, dataset, split, n, resolution, channels, data_dir) if judge else None
-    if semantics:
-        semantics.add(_UNCORRUPTED, None, truth)
+    return model, settings, batch_size
 
+
+def _baseline_runners(methods, extra_methods, dataset, model, data_dir, train_images_limit):
+    """({name: fn(image, mask) -> completed} of the baselines and extra methods asked for,
+    (training images used, available) or None when no data-driven baseline runs)."""
     runners, train_info = {}, None
     classical = [m for m in methods if m in baselines.CLASSICAL]
     if classical:
         runners.update(baselines.make_baselines(classical))
+    data_driven = [m for m in methods if m in baselines.DATA_DRIVEN]
     if data_driven:
-        train, available = training_images(dataset, resolution, channels, data_dir, train_images_limit)
+        train, available = training_images(dataset, model.resolution, model.channels, data_dir,
+                                           train_images_limit)
         runners.update(baselines.make_baselines(data_driven, train))
         train_info = (len(train), available)
     runners.update(dict(extra_methods or {}))
+    return runners, train_info
 
-    seconds = dict.fromkeys(methods, 0.0)
-    psnrs = {m: {k: [] for k in masks} for m in methods}
-    ssims = {m: {k: [] for k in masks} for m in methods}
-    kept = {m: dict.fromkeys(masks, True) for m in methods}
-    shown = {}
-    keep = max(1, min(examples, n))
-    batches = range(0, n, batch_size)
-    bar = Progress(len(masks) * len(batches), "evaluate", unit="batch", enabled=progress)
-    for kind in masks:
-        all_masks = np.stack([make_mask(kind, resolution, resolution, seed * MASK_SEED_STRIDE + i)
-                              for i in range(n)])
-        for start in batches:
-            original = truth[start:start + batch_size]
-            mask = all_masks[start:start + batch_size]
-            # Every method sees the hole zeroed: none can read the missing pixels.
-            given = original * mask
-            outputs = {}
-            if any(m in methods for m in OURS):
-                step = bar.done
-                report = lambda done, total, losses, kind=kind, step=step: bar.update(
-                    step, f"{kind}: latent search {done}/{total}")
-                clock = time.perf_counter()
-                results = inpaint_batch(list(given), list(mask), model, settings,
-                                        blend="ours_blend" in methods, progress=report)
-                spent = time.perf_counter() - clock
-                for name, attribute in (("ours", "completed"), ("ours_blend", "blended")):
-                    if name in methods:
-                        outputs[name] = np.stack([getattr(r, attribute) for r in results])
-                        seconds[name] += spent
-            if context_encoder is not None:
-                bar.update(bar.done, f"{kind}: context encoder")
-                clock = time.perf_counter()
-                # The same path as the latent search's: PNGs through the exported contract.
-                results = inpaint_batch(list(given), list(mask), context_encoder, blend=False)
-                outputs[CONTEXT_ENCODER] = np.stack([r.completed for r in results])
-                seconds[CONTEXT_ENCODER] += time.perf_counter() - clock
-            for name, fn in runners.items():
-                bar.update(bar.done, f"{kind}: {name}")
-                clock = time.perf_counter()
-                outputs[name] = np.stack([_checked_output(name, fn(g, m), g) for g, m in zip(given, mask)])
-                seconds[name] += time.perf_counter() - clock
-            known = np.broadcast_to(mask > 0.5, original.shape)
-            for name in methods:
-                out = outputs[name]
-                psnrs[name][kind].extend(np.minimum(metrics.psnr(out, original), metrics.PSNR_CAP))
-                ssims[name][kind].extend(metrics.ssim(out, original))
-                kept[name][kind] &= bool(np.array_equal(out[known], original[known]))
-                if semantics:
-                    semantics.add(name, kind, out)
-            if semantics:
-                semantics.add(_MASKED, kind, given)
-            if start < keep:  # the first `keep` images are the figure's examples
-                take = keep - start
-                example = shown.setdefault(kind, {"outputs": {}})
-                for key, value in (("masked", np.where(mask > 0.5, original, 0.5)),
-                                   ("truth", original), ("mask", mask)):
-                    example[key] = _joined(example.get(key), value[:take].astype(np.float32))
-                for name in methods:
-                    example["outputs"][name] = _joined(example["outputs"].get(name), outputs[name][:take])
-            bar.update(bar.done + 1)
-    bar.close()
 
-    scores = {
-        m: {k: _score(m, k, psnrs[m][k], ssims[m][k], kept[m][k],
-                      semantics.result(m, k) if semantics else None) for k in masks}
-        for m in methods
-    }
-    return Report(
-        dataset=dataset, split=split, n=n, resolution=resolution, channels=channels,
-        model_path=_shown_path(getattr(model, "path", None)) or getattr(model, "url", None),
-        model_card=getattr(model, "card", {}) or {},
-        settings=({**dataclasses.asdict(settings), **(getattr(model, "card", {}) or {}).get("search_fixed", {})}
-                  if settings is not None else None),
-        seed=seed, masks=masks, methods=methods, scores=scores, seconds=seconds,
-        examples=shown, channel_note=_channel_note(dataset, channels), train_images=train_info,
-        context_encoder=(None if context_encoder is None else
-                         {"path": _shown_path(context_encoder.path), "card": context_encoder.card}),
-        judge=None if judge is None else {"path": _shown_path(judge.path), "card": judge.card},
-        semantic_bounds=semantics.bounds(masks) if semantics else None,
-        reference_images=semantics.reference if semantics else None,
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        versions=_versions(), total_seconds=time.perf_counter() - started,
-    )
+def _pairs(methods):
+    """((ours, rival), ...): our best sample row, then the mean, against the context encoder
+    and nearest neighbour; then the mean against the sample (the perception-distortion tradeoff)."""
+    sample = next((m for m in ("ours_blend", "ours") if m in methods), None)
+    ours = [m for m in (sample, "ours_mean") if m in methods]
+    pairs = [(m, rival) for m in ours for rival in (CONTEXT_ENCODER, "nearest_neighbour") if rival in methods]
+    return tuple(pairs + ([("ours_mean", sample)] if len(ours) == 2 else []))
 
+
+class _Methods:
+    """Runs every method on a batch and keeps each one's wall-clock time.
+
+    Call with (given float32 [b, R, R, C] in [0, 1] with the hole zeroed, mask float32
+    [b, R, R, 1], mask kind, progress bar, samples K) -> ({method: completed float32
+    [b, R, R, C]}, alternatives); with K >= 1 the latent search returns K samples per
+    image and alternatives is {"samples": float32 [b, K, R, R, C] in [0, 1] (blended
+    when a blended row is asked for, best first), "sample_losses": float32 [b, K],
+    "mean": float32 [b, R, R, C] (when the model gives one)}, else None.
+    `seconds`: {method: seconds so far}; the latent-search rows share one search's time.
+    """
+
+    def __init__(self, methods, model, settings, context_encoder, runners):
+        self.methods, self.model, self.settings = methods, model, settings
+        self.context_encoder, self.runners = context_encoder, runners
+        self.seconds = dict.fromkeys(methods, 0.0)
+
+    def __call__(self, given, mask, kind, bar, samples=0):
+        from tf_semantic_inpaint.inpaint import inpaint_batch
+
+        outputs, alternatives = {}, None
+        if any(m in self.methods for m in OURS):
+            alternatives = self._latent_search(given, mask, kind, bar, samples, outputs)
+        if self.context_encoder is not None:
+            bar.update(bar.done, f"{kind}: context encoder")
+            clock = time.perf_counter()
+            # The same path as the latent search's: PNGs through the exported contract.
+            results = inpaint_batch(list(given), list(mask), self.context_encoder, blend=False)
+            outputs[CONTEXT_ENCODER] = np.stack([r.completed for r in results])
+            self.seconds[CONTEXT_ENCODER] += time.perf_counter() - clock
+        for name, fn in self.runners.items():
+            bar.update(bar.done, f"{kind}: {name}")
+            clock = time.perf_counter()
+            outputs[name] = np.stack([_checked_output(name, fn(g, m), g) for g, m in zip(given, mask)])
+            self.seconds[name] += time.perf_counter() - clock
+        return outputs, alternatives
+
+    def _latent_search(self, given, mask, kind, bar, samples, outputs):
+        """Put every row of OURS into `outputs`, all from one `inpaint_batch` call; return
+        the alternatives (see the class) when samples >= 1, else None."""
+        from tf_semantic_inpaint.inpaint import inpaint_batch
+
+        step = bar.done
+        report = lambda done, total, losses: bar.update(step, f"{kind}: latent search {done}/{total}")  # noqa: E731
+        settings = dataclasses.replace(self.settings, samples=samples) if samples else self.settings
+        clock = time.perf_counter()
+        results = inpaint_batch(list(given), list(mask), self.model, settings,
+                                blend=any(m in self.methods for m in OURS[1:]), progress=report)
+        spent = time.perf_counter() - clock
+        if "ours_mean" in self.methods and any(r.mean is None for r in results):
+            raise EvaluationError(f"{getattr(self.model, 'path', self.model)} gives no posterior mean (an export "
+                                  "older than the mean); export the model again or leave ours_mean out.")
+        for name, attribute in (("ours", "completed"), ("ours_blend", "blended"), ("ours_mean", "mean")):
+            if name in self.methods:
+                outputs[name] = np.stack([getattr(r, attribute) for r in results])
+                self.seconds[name] += spent
+        if not samples:
+            return None
+        found = {"samples": np.stack([np.stack(r.samples) for r in results]).astype(np.float32),
+                 "sample_losses": np.array([r.sample_losses for r in results], np.float32)}
+        if all(r.mean is not None for r in results):
+            found["mean"] = np.stack([r.mean for r in results]).astype(np.float32)
+        return found
+
+
+class _Tally:
+    """Collects, per method and mask kind, the per-image scores and the figure's examples.
+
+    `add` takes each batch in image order; `scores()` gives {method: {kind: Score}};
+    `examples` is Report.examples (the first `keep` images of each kind).
+    """
+
+    def __init__(self, methods, masks, keep, semantics):
+        self.methods, self.keep, self.semantics = methods, keep, semantics
+        self.psnrs = {m: {k: [] for k in masks} for m in methods}
+        self.ssims = {m: {k: [] for k in masks} for m in methods}
+        self.kept = {m: dict.fromkeys(masks, True) for m in methods}
+        self.examples = {}
+        self.found = {}  # {mask kind: the search's alternatives of the examples}
+
+    def add(self, kind, start, original, mask, outputs, alternatives=None):
+        """Score a batch: images start.. of `original` [b, R, R, C] under `mask`, outputs {method: [b, ...]};
+        keep the examples' `alternatives` (see _Methods) when given."""
+        known = np.broadcast_to(mask > 0.5, original.shape)
+        for name in self.methods:
+            out = outputs[name]
+            self.psnrs[name][kind].extend(np.minimum(metrics.psnr(out, original), metrics.PSNR_CAP))
+            self.ssims[name][kind].extend(metrics.ssim(out, original))
+            self.kept[name][kind] &= bool(np.array_equal(out[known], original[known]))
+            if self.semantics:
+                self.semantics.add(name, kind, out)
+        if self.semantics:
+            self.semantics.add(_MASKED, kind, original * mask)
+        if start < self.keep:  # the first `keep` images are the figure's examples
+            take = self.keep - start
+            example = self.examples.setdefault(kind, {"outputs": {}})
+            for key, value in (("masked", np.where(mask > 0.5, original, 0.5)), ("truth", original), ("mask", mask)):
+                example[key] = _joined(example.get(key), value[:take].astype(np.float32))
+            for name in self.methods:
+                example["outputs"][name] = _joined(example["outputs"].get(name), outputs[name][:take])
+            for key, value in (alternatives or {}).items():
+                found = self.found.setdefault(kind, {})
+                found[key] = _joined(found.get(key), value[:take])
+
+    def alternatives(self, kind):
+        """Report.alternatives for mask `kind`, or None when no samples were asked for."""
+        if kind not in self.found:
+            return None
+        example = self.examples[kind]
+        return {"mask": kind, "masked": example["masked"], "truth": example["truth"], **self.found[kind]}
+
+    def scores(self):
+        """{method: {mask kind: Score}}, with the judge's verdicts when there is one."""
+        semantics = self.semantics
+        return {m: {k: _score(m, k, self.psnrs[m][k], self.ssims[m][k], self.kept[m][k],
+                              semantics.result(m, k) if semantics else None) for k in self.psnrs[m]}
+                for m in self.methods}
 
 # --- Context encoder and judge ------------------------------------------------------
 
@@ -701,7 +525,7 @@ def _context_encoder(context_encoder, dataset):
         if dataset not in data.DATASETS:
             return None
         try:
-            context_encoder = shipped_model_dir(f"{dataset}_context_encoder")
+            context_encoder = shipped_model_dir(f"{dataset}_ce")  # saved_models/fashion_mnist_ce
         except InpaintError:
             return None
     model = context_encoder if hasattr(context_encoder, "search") else LocalModel(context_encoder)
@@ -850,33 +674,3 @@ def _shown_path(path):
         return None
     relative = os.path.relpath(path)
     return path if relative.startswith(os.pardir) else relative
-
-
-FILES = ("results.md", "results.json", "examples.png")
-
-
-def write(report, out_dir, force=False):
-    """Write results.md, results.json and examples.png into out_dir; return their paths.
-
-    Everything is rendered first, then each file is written atomically, so a
-    failure leaves no partial file. Existing files are refused unless force.
-    """
-    from tf_semantic_inpaint.images import encode_png, write_bytes_atomic
-
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise EvaluationError(f"{out_dir} is a file; pass a folder as the output.")
-    targets = [os.path.join(out_dir, name) for name in FILES]
-    existing = [t for t in targets if os.path.exists(t)]
-    if existing and not force:
-        raise EvaluationError(
-            f"{', '.join(existing)} already exist(s); pass --force to overwrite or choose another --out."
-        )
-    contents = [
-        report.to_markdown().encode("utf-8"),
-        (json.dumps(report.to_json(), indent=1, allow_nan=False) + "\n").encode("utf-8"),
-        encode_png(report.figure_image()),
-    ]
-    # Everything is rendered before the first write, so a failure leaves no partial result.
-    for target, content in zip(targets, contents):
-        write_bytes_atomic(target, content)
-    return targets
