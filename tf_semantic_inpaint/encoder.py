@@ -303,13 +303,8 @@ def load_generator(run_dir, epoch=0):
     return generator, config
 
 
-def train_encoder(config, out, resume=False, verbose="auto"):
-    """Train (or resume) an encoder for the G of `config.generator` into `out`; return the EncoderTraining.
-
-    Raises:
-        TrainingError / data.DataError: bad settings, generator or run directory;
-            nothing in `out` is overwritten.
-    """
+def _check_run(config, out, resume):
+    """The run.json path of `out`; TrainingError for bad settings or an `out` that does not fit."""
     if config.batch_size < 1 or config.epochs < 1 or config.steps_per_epoch < 0 or config.keep_checkpoints < 0:
         raise TrainingError("--batch-size and --epochs must be positive, --steps-per-epoch and "
                             "--keep-checkpoints >= 0.")
@@ -327,6 +322,17 @@ def train_encoder(config, out, resume=False, verbose="auto"):
         raise TrainingError(f"nothing to resume: {out} holds no encoder run (no run.json).")
     elif os.path.isdir(out) and os.listdir(out):
         raise TrainingError(f"{out} exists and is not empty; choose a new or empty --out.")
+    return run_file
+
+
+def train_encoder(config, out, resume=False, verbose="auto"):
+    """Train (or resume) an encoder for the G of `config.generator` into `out`; return the EncoderTraining.
+
+    Raises:
+        TrainingError / data.DataError: bad settings, generator or run directory;
+            nothing in `out` is overwritten.
+    """
+    run_file = _check_run(config, out, resume)
     generator, gan_config = load_generator(config.generator, config.generator_epoch)
     data_dir = config.data_dir or None
     keras.utils.set_random_seed(config.seed)

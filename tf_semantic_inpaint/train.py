@@ -400,22 +400,7 @@ def _fit(config, out, work, chief, strategy, dataset, steps, resume, verbose):
         # On resume, reshuffle with a new seed rather than replaying epoch 1's order.
         if initial_epoch:
             dataset, _ = _training_data(config, config.seed + initial_epoch, config.strategy == "multiworker")
-        fixed_z = np.random.default_rng(config.seed).uniform(-1, 1, (64, config.z_dim)).astype("float32")
-        samples, fit_options = _SampleGrid(os.path.join(work, "samples"), fixed_z), {}
-        if config.model == "judge":
-            from tf_semantic_inpaint.judge import validation_batches
-
-            samples, fit_options = None, {"validation_data": validation_batches(config)}
-        elif config.model == "context-encoder":
-            from tf_semantic_inpaint import context_encoder
-
-            # Fresh masks for every step; on resume they continue where the run stopped.
-            dataset = context_encoder.mask_batches(dataset.repeat(), config.seed, initial_epoch * steps)
-            samples = context_encoder.SampleCompletions(
-                os.path.join(work, "samples"),
-                *context_encoder.sample_inputs(config.dataset, config.resolution, config.channels,
-                                               config.data_dir or None),
-            )
+        dataset, samples, fit_options = _model_specifics(config, dataset, steps, initial_epoch, work)
         nan_guard = _StopOnNaN()
         callbacks = [nan_guard, _Checkpoint(manager, epoch_var, nan_guard)]
         session = None
@@ -449,6 +434,27 @@ def _fit(config, out, work, chief, strategy, dataset, steps, resume, verbose):
             )
     save_models(gan, work)  # every worker saves (it may need them all); only the chief's is kept
     return gan
+
+
+def _model_specifics(config, dataset, steps, initial_epoch, work):
+    """(dataset, sample-grid callback or None, extra `fit` arguments) of the run's model."""
+    if config.model == "judge":
+        from tf_semantic_inpaint.judge import validation_batches
+
+        return dataset, None, {"validation_data": validation_batches(config)}
+    if config.model == "context-encoder":
+        from tf_semantic_inpaint import context_encoder
+
+        # Fresh masks for every step; on resume they continue where the run stopped.
+        dataset = context_encoder.mask_batches(dataset.repeat(), config.seed, initial_epoch * steps)
+        samples = context_encoder.SampleCompletions(
+            os.path.join(work, "samples"),
+            *context_encoder.sample_inputs(config.dataset, config.resolution, config.channels,
+                                           config.data_dir or None),
+        )
+        return dataset, samples, {}
+    fixed_z = np.random.default_rng(config.seed).uniform(-1, 1, (64, config.z_dim)).astype("float32")
+    return dataset, _SampleGrid(os.path.join(work, "samples"), fixed_z), {}
 
 
 def _worker_lost(error, out):
