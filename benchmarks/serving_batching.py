@@ -95,6 +95,7 @@ def main():
     parser.add_argument("--model", default=None, help="model base [default: the shipped one]")
     parser.add_argument("--seconds", type=float, default=30.0, help="per client count and mode")
     parser.add_argument("--clients", default="1,4,8,16")
+    parser.add_argument("--name", default="serving_batching", help="results/NAME.json")
     args = parser.parse_args()
 
     from tf_semantic_inpaint.contract import resolve_model_dir
@@ -126,7 +127,7 @@ def main():
     for r in ratios:
         print(f"{r['clients']:2d} clients, batched / unbatched: requests/s x{r['requests_per_second_ratio']}, "
               f"median x{r['median_ratio']}, p95 x{r['p95_ratio']}")
-    save("serving_batching", {"machine": machine(), "matmul_peak_gflops": round(peak, 1), "model": base,
+    save(args.name, {"machine": machine(), "matmul_peak_gflops": round(peak, 1), "model": base,
                               "batch_scaling": scaling, "chosen_max_batch_size": choose(scaling),
                               "parameters_file": params if os.path.isfile(params) else None,
                               "seconds_per_mode_and_count": args.seconds, "load": loads, "ratios": ratios})
