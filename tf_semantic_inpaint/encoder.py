@@ -40,6 +40,7 @@ from tf_semantic_inpaint.train import (
     _Checkpoint,
     _SessionRecord,
     _StopOnNaN,
+    read_run_fields,
 )
 
 # Masks per kind in the bank drawn from during training (center has one; the others vary).
@@ -275,11 +276,7 @@ class _SampleGrid(keras.callbacks.Callback):
 
 def load_encoder_config(run_dir):
     """The EncoderConfig saved in `run_dir`/run.json."""
-    path = os.path.join(run_dir, "run.json")
-    if not os.path.isfile(path):
-        raise TrainingError(f"{run_dir} is not an encoder run (no run.json); train one first.")
-    with open(path) as f:
-        fields = json.load(f)
+    fields = read_run_fields(run_dir, "an encoder run")
     if "generator" not in fields:
         raise TrainingError(f"{run_dir} is a GAN run, not an encoder run.")
     return EncoderConfig(**fields)

@@ -257,13 +257,18 @@ def _check_model_settings(config):
     return dataclasses.replace(config, **{k: v for k, v in defaults.items() if getattr(config, k) is None})
 
 
-def load_run_config(run_dir):
-    """The TrainConfig saved in `run_dir`/run.json."""
+def read_run_fields(run_dir, what="a training run"):
+    """The fields of `run_dir`/run.json; TrainingError naming `what` when there is none."""
     path = os.path.join(run_dir, "run.json")
     if not os.path.isfile(path):
-        raise TrainingError(f"{run_dir} is not a training run (no run.json); train one first.")
+        raise TrainingError(f"{run_dir} is not {what} (no run.json); train one first.")
     with open(path) as f:
-        fields = json.load(f)
+        return json.load(f)
+
+
+def load_run_config(run_dir):
+    """The TrainConfig saved in `run_dir`/run.json."""
+    fields = read_run_fields(run_dir)
     fields.setdefault("ema_decay", 0.0)  # run.json written before the EMA existed
     return TrainConfig(**fields)
 
