@@ -145,6 +145,26 @@ class Generator(keras.Model):
     def call(self, z, training=False):
         return self.upsample(self.project(z, training=training), training=training)
 
+    @property
+    def feature_layers(self):
+        """How many feature maps `features` can stop at: 0 (after the projection) to n - 1
+        for n upsampling blocks (28x28: 0 = 7x7x2w, 1 = 14x14xw)."""
+        return (len(self.upsample.layers) - 1) // 3 + 1
+
+    def features(self, z, layer=0, training=False):
+        """G's feature map h after the projection and `layer` upsampling blocks (post-ReLU,
+        so h >= 0): float32 [batch, s * 2**layer, s * 2**layer, top / 2**layer]."""
+        h = self.project(z, training=training)
+        for block in self.upsample.layers[:3 * layer]:
+            h = block(h, training=training)
+        return h
+
+    def from_features(self, h, layer=0, training=False):
+        """The rest of G from `features`: G(z) = from_features(features(z, l), l), in [-1, 1]."""
+        for block in self.upsample.layers[3 * layer:]:
+            h = block(h, training=training)
+        return h
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -14,6 +14,11 @@ The whole optimisation is one `tf.while_loop` (a Python loop of eager steps is
 in TF Serving unchanged. The pieces (`prepare`, `adam_steps`, `select_best`) are
 what export.py wraps, whole or in chunks.
 
+After the search, an optional refinement (intermediate-layer optimisation, Daras et
+al., 2021) gives G more range where z alone cannot reach the answer: it moves G's
+feature map h = features(z*) within a small ball around h itself, by Adam on the same
+L_c + L_p, and draws the completion from the moved h.
+
 Images here are in G's range [-1, 1], at G's resolution; preprocess.py converts.
 """
 
@@ -31,6 +36,10 @@ WARM_SPREAD = 0.25
 # Two samples count as the same answer below this mean absolute difference over the hole
 # (in [-1, 1]; 0.05 is 1.3% of the range on [0, 255] images).
 DISTINCT = 0.05
+# The refinement: which feature map it moves (0 = G's projection, 7x7x128 at 28x28) and
+# Adam's step on it; chosen on validation images (benchmarks/refinement.py).
+REFINE_LAYER = 0
+REFINE_LEARNING_RATE = 0.01
 # Adam's moment decay rates, as in the paper's Adam.
 _BETA_1, _BETA_2, _EPSILON = 0.9, 0.999, 1e-8
 
@@ -53,17 +62,26 @@ class LatentSearch:
         discriminator: a Discriminator (D), called in inference mode.
         window: side of the window N(i) of the importance weights (odd).
         prior: "paper" for λ log(1 - D(G(z))), "nonsaturating" for -λ log D(G(z)).
+        refine_layer: the feature map `refine` moves (Generator.features).
+        refine_learning_rate: Adam's step size in `refine`.
 
-    Window and prior are fixed when a model is exported; what a caller may change per
-    request (iterations, restarts, λ, learning rate, seed) is passed to each call.
+    Window, prior and the refinement's layer and step size are fixed when a model is
+    exported; what a caller may change per request (iterations, restarts, λ, learning
+    rate, seed, refinement steps and radius) is passed to each call.
     """
 
-    def __init__(self, generator, discriminator, window=WINDOW, prior="paper"):
+    def __init__(self, generator, discriminator, window=WINDOW, prior="paper", refine_layer=REFINE_LAYER,
+                 refine_learning_rate=REFINE_LEARNING_RATE):
         check_fixed(window, prior)
+        if not 0 <= refine_layer < generator.feature_layers:
+            raise ValueError(f"refine_layer must be in 0..{generator.feature_layers - 1} for this G, "
+                             f"got {refine_layer}.")
         self.generator = generator
         self.discriminator = discriminator
         self.window = window
         self.prior = prior
+        self.refine_layer = refine_layer
+        self.refine_learning_rate = refine_learning_rate
         self.z_dim = generator.z_dim
 
     def losses(self, z, images, weights, lam):
@@ -78,7 +96,10 @@ class LatentSearch:
         Returns:
             (context_loss [n], prior_loss [n], generated [n, H, W, C] in [-1, 1]).
         """
-        generated = self.generator(z, training=False)
+        return self.image_losses(self.generator(z, training=False), images, weights, lam)
+
+    def image_losses(self, generated, images, weights, lam):
+        """`losses` of images G drew: (context_loss [n], prior_loss [n], generated)."""
         logits = tf.reshape(self.discriminator(generated, training=False), [-1])
         context = tf.reduce_sum(weights * tf.abs(generated - images), axis=[1, 2, 3])
         if self.prior == "paper":
@@ -160,12 +181,8 @@ class LatentSearch:
             best_z = tf.where(improved[:, tf.newaxis], z, best_z)
             best_loss = tf.minimum(total, best_loss)
             t = t + 1
-            m = _BETA_1 * m + (1.0 - _BETA_1) * grad
-            v = _BETA_2 * v + (1.0 - _BETA_2) * tf.square(grad)
-            tf32 = tf.cast(t, tf.float32)
-            m_hat = m / (1.0 - tf.pow(_BETA_1, tf32))
-            v_hat = v / (1.0 - tf.pow(_BETA_2, tf32))
-            z = tf.clip_by_value(z - learning_rate * m_hat / (tf.sqrt(v_hat) + _EPSILON), -1.0, 1.0)
+            update, m, v = _adam(grad, m, v, t, learning_rate)
+            z = tf.clip_by_value(z - update, -1.0, 1.0)
             history = tuple(h.write(i, total) for h in history)
             return (i + 1, z, m, v, t, best_z, best_loss, *history)
 
@@ -184,21 +201,91 @@ class LatentSearch:
         )
         return state, stacked
 
-    def select_best(self, state, images, weights, lam, restarts):
-        """Per candidate the better of its final and best visited z; per image the best restart.
+    def candidates(self, state, images, weights, lam, refine_steps=0, refine_radius=0.0):
+        """Every candidate's answer: the better of its final and best visited z, then refined.
 
         Args:
             state: the search state of `adam_steps`.
             images, weights: repeated per restart, [batch * restarts, ...].
+            refine_steps: int32 scalar, Adam steps of `refine` (0: none, the paper's method).
+            refine_radius: float32 scalar, `refine`'s ball as a fraction of ||h||.
+
+        Returns:
+            (z [n, z_dim], context_loss [n], prior_loss [n], generated [n, H, W, C] in
+            [-1, 1]); with refinement, generated comes from the refined features of G at z.
+        """
+        z, _, _, _, best_z, best_loss = state
+        context, prior, _ = self.losses(z, images, weights, lam)
+        z = tf.where((context + prior < best_loss)[:, tf.newaxis], z, best_z)
+        if isinstance(refine_steps, int) and refine_steps == 0:  # no refinement in the graph
+            return (z, *self.losses(z, images, weights, lam))
+        context, prior, generated = tf.cond(
+            tf.convert_to_tensor(refine_steps, tf.int32) > 0,
+            lambda: self.refine(z, images, weights, lam, refine_steps, refine_radius),
+            lambda: self.losses(z, images, weights, lam))
+        return z, context, prior, generated
+
+    def refine(self, z, images, weights, lam, steps, radius):
+        """Intermediate-layer optimisation: move G's features h_0 = features(z) to lower L_c + L_p.
+
+        Adam on h within the ball ||h - h_0|| <= radius * ||h_0|| (per candidate) and
+        h >= 0 (h_0 is a ReLU's output: G never sees negative features), so the completion
+        stays close to what G draws. Each candidate keeps the best h it visits, h_0
+        included: the loss never rises.
+
+        Args:
+            z: float32 [n, z_dim], the candidates' latents.
+            images, weights, lam: as in `losses`.
+            steps: int32 scalar >= 0; radius: float32 scalar >= 0.
+
+        Returns:
+            (context_loss [n], prior_loss [n], generated [n, H, W, C] in [-1, 1]).
+        """
+        layer = self.refine_layer
+        h0 = self.generator.features(z, layer, training=False)
+        axes = list(range(1, len(h0.shape)))
+        bound = radius * tf.sqrt(tf.reduce_sum(tf.square(h0), axis=axes, keepdims=True))
+
+        def total_loss(delta):
+            generated = self.generator.from_features(h0 + delta, layer, training=False)
+            context, prior, _ = self.image_losses(generated, images, weights, lam)
+            return context + prior
+
+        def step(t, delta, m, v, best_delta, best_loss):
+            with tf.GradientTape() as tape:
+                tape.watch(delta)
+                total = total_loss(delta)
+                summed = tf.reduce_sum(total)  # candidates are independent: one gradient call
+            grad = tape.gradient(summed, delta)
+            improved = tf.reshape(total < best_loss, [-1] + [1] * len(axes))
+            best_delta = tf.where(improved, delta, best_delta)
+            best_loss = tf.minimum(total, best_loss)
+            update, m, v = _adam(grad, m, v, t + 1, self.refine_learning_rate)
+            delta = delta - update
+            norm = tf.sqrt(tf.reduce_sum(tf.square(delta), axis=axes, keepdims=True))
+            delta = delta * tf.minimum(1.0, bound / tf.maximum(norm, 1e-12))
+            delta = tf.nn.relu(h0 + delta) - h0  # h0 >= 0, so this stays inside the ball
+            return t + 1, delta, m, v, best_delta, best_loss
+
+        zeros = tf.zeros_like(h0)
+        never = tf.fill([tf.shape(h0)[0]], float("inf"))
+        _, delta, _, _, best_delta, best_loss = tf.while_loop(
+            lambda t, *_: t < steps, step, (tf.constant(0), zeros, zeros, zeros, zeros, never))
+        final = tf.reshape(total_loss(delta) < best_loss, [-1] + [1] * len(axes))
+        generated = self.generator.from_features(h0 + tf.where(final, delta, best_delta), layer, training=False)
+        return self.image_losses(generated, images, weights, lam)
+
+    def select_best(self, state, images, weights, lam, restarts, refine_steps=0, refine_radius=0.0):
+        """Per image the best restart (of `candidates`, refined when refine_steps > 0).
+
+        Args:
+            state, images, weights, lam, refine_steps, refine_radius: as in `candidates`.
 
         Returns:
             dict: z [batch, z_dim], generated [batch, H, W, C] in [-1, 1],
             context_loss [batch], prior_loss [batch], best_restart int32 [batch].
         """
-        z, _, _, _, best_z, best_loss = state
-        context, prior, _ = self.losses(z, images, weights, lam)
-        z = tf.where((context + prior < best_loss)[:, tf.newaxis], z, best_z)
-        context, prior, generated = self.losses(z, images, weights, lam)
+        z, context, prior, generated = self.candidates(state, images, weights, lam, refine_steps, refine_radius)
         best = tf.argmin(tf.reshape(context + prior, [-1, restarts]), axis=1, output_type=tf.int32)
         rows = tf.range(tf.shape(best)[0]) * restarts + best
         return {
@@ -209,7 +296,8 @@ class LatentSearch:
             "best_restart": best,
         }
 
-    def alternatives(self, state, images, weights, masks, lam, restarts, samples):
+    def alternatives(self, state, images, weights, masks, lam, restarts, samples, refine_steps=0,
+                     refine_radius=0.0):
         """K distinct good completions per image, and the loss-weighted mean of all candidates.
 
         A hole usually has several right answers. The candidates (one per restart, each
@@ -225,6 +313,7 @@ class LatentSearch:
             state, images, weights, lam, restarts: as in `select_best`.
             masks: float32 [batch, H, W, 1] in {0, 1} (not repeated).
             samples: int32 scalar K, 1 <= K <= restarts.
+            refine_steps, refine_radius: as in `candidates`.
 
         Returns:
             dict: samples [batch, K, H, W, C] in [-1, 1], sample_losses [batch, K]
@@ -232,10 +321,7 @@ class LatentSearch:
             [batch, H, W, C] in [-1, 1]; and of the best candidate, as `select_best`:
             z [batch, z_dim], generated, context_loss, prior_loss [batch].
         """
-        z, _, _, _, best_z, best_loss = state
-        context, prior, _ = self.losses(z, images, weights, lam)
-        z = tf.where((context + prior < best_loss)[:, tf.newaxis], z, best_z)
-        context, prior, generated = self.losses(z, images, weights, lam)
+        z, context, prior, generated = self.candidates(state, images, weights, lam, refine_steps, refine_radius)
         shape = tf.shape(generated)
         batch = shape[0] // restarts
         per_image = lambda x: tf.reshape(x, tf.concat([[batch, restarts], tf.shape(x)[1:]], 0))  # noqa: E731
@@ -273,18 +359,29 @@ class LatentSearch:
                 "generated": candidates[:, 0], **best}
 
     @tf.function(reduce_retracing=True)
-    def search(self, images, masks, iterations, lam, learning_rate, restarts, seed):
+    def search(self, images, masks, iterations, lam, learning_rate, restarts, seed, refine_steps=0,
+               refine_radius=0.0):
         """The whole latent search in one graph, for settings already checked.
 
         Args:
             images: float32 [batch, H, W, C] in [-1, 1] (y).
             masks: float32 [batch, H, W, 1] in {0, 1}, 1 = known (M).
             iterations, restarts, seed: int32 scalars; lam, learning_rate: float32 scalars.
-            initial_z: optional z_0 [batch * restarts, z_dim], as in `prepare`.
+            refine_steps, refine_radius: the refinement (`candidates`); 0 steps: none.
 
         Returns:
             dict as `select_best`.
         """
         tiled, weights, state = self.prepare(images, masks, restarts, seed)
         state = self.adam_steps(state, tiled, weights, iterations, lam, learning_rate)
-        return self.select_best(state, tiled, weights, lam, restarts)
+        return self.select_best(state, tiled, weights, lam, restarts, refine_steps, refine_radius)
+
+
+def _adam(grad, m, v, t, learning_rate):
+    """One Adam update (to subtract), and the new moments; t is the int32 step count from 1."""
+    m = _BETA_1 * m + (1.0 - _BETA_1) * grad
+    v = _BETA_2 * v + (1.0 - _BETA_2) * tf.square(grad)
+    t = tf.cast(t, tf.float32)
+    m_hat = m / (1.0 - tf.pow(_BETA_1, t))
+    v_hat = v / (1.0 - tf.pow(_BETA_2, t))
+    return learning_rate * m_hat / (tf.sqrt(v_hat) + _EPSILON), m, v
