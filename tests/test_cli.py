@@ -138,6 +138,34 @@ def test_inpaint_end_to_end_on_a_real_test_image(cli_run, tmp_path, fashion_mnis
     assert "remapper" not in result.output and "E0000" not in result.output
 
 
+def test_export_of_an_export_takes_refinement_defaults_and_inpaint_uses_them(cli_run, tmp_path,
+                                                                             fashion_mnist_test_images):
+    """`tfinpaint export` of a SavedModel folder: its own defaults, plus a refinement; the
+    inpaint that uses it keeps the known pixels, and differs from the unrefined one."""
+    import json
+
+    base = cli_run / "models" / "tiny"
+    result = invoke("export", base / "1", "--out", base, "--version", "7", "--refine-steps", "10",
+                    "--refine-radius", "0.3")
+    assert result.exit_code == 0, result.output
+    card = json.loads((base / "7" / "model_card.json").read_text())
+    assert card["search_defaults"]["window"] == 7 and card["search_defaults"]["iterations"] == 20  # kept
+    assert (card["search_defaults"]["refine_steps"], card["search_defaults"]["refine_radius"]) == (10, 0.3)
+    image_path, image = _real_image(tmp_path, fashion_mnist_test_images, 3)
+    known = make_mask("center", 28, 28)[..., 0] == 1
+    outputs = {}
+    for name, extra in (("refined", []), ("plain", ["--refine-steps", "0"])):
+        out = tmp_path / f"{name}.png"
+        done = invoke("inpaint", image_path, "--mask-type", "center", "--model", base / "7", "-o", out,
+                      "--no-blend", *extra)
+        assert done.exit_code == 0, done.output
+        outputs[name] = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(outputs[name][known], image[known])
+    assert np.abs(outputs["refined"].astype(int) - outputs["plain"]).max() > 0
+    again = invoke("export", base / "7", "--out", base, "--version", "7", "--force")
+    assert again.exit_code == 1 and "is the model being exported again" in again.output
+
+
 def test_inpaint_with_a_mask_type_and_defaults_beside_the_input(cli_run, tmp_path, fashion_mnist_test_images):
     image_path, _ = _real_image(tmp_path, fashion_mnist_test_images, 1)
     result = invoke("inpaint", image_path, "--mask-type", "half", "--model", cli_run / "models" / "tiny", *FAST)
@@ -185,6 +213,9 @@ def test_inpaint_refusals_write_nothing(cli_run, tmp_path, fashion_mnist_test_im
     (["-o", "out.xyz"], "no image format has the suffix '.xyz'"),
     (["-o", "afile/out.png"], "is a file, not a folder"),
     (["--mask-type", "moon"], "'moon'; use one of center"),
+    (["--refine-steps", "-1"], "-1 is not in the range 0<=x"),
+    (["--refine-radius", "nan"], "'nan' must be a finite number >= 0"),
+    (["--refine-steps", "5000"], "refine_steps = 5000 is over the limit of 3000"),
 ])
 def test_bad_options_are_refused_before_any_work(cli_run, tmp_path, fashion_mnist_test_images, args, message,
                                                 monkeypatch):

@@ -1,5 +1,6 @@
 """The REST client: the same answers as the in-process model, its errors, and no TensorFlow."""
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -31,13 +32,14 @@ def test_rest_model_is_local_model_over_http(server, tiny_export, batch):
     for name in ("resolution", "channels", "z_dim", "defaults", "limits"):
         assert getattr(rest, name) == getattr(local, name), name
     done = []
-    for settings in (SETTINGS, None):  # explicit settings, then the model's baked-in defaults
+    refined = dataclasses.replace(SETTINGS, refine_steps=5, refine_radius=0.3)
+    for settings in (SETTINGS, None, refined):  # explicit settings, the model's defaults, a refinement
         remote = rest.search(images, masks, settings, progress=lambda d, t, losses: done.append((d, t, losses)))
         here = local.search(images, masks, settings)
         assert set(remote) == set(here)
         for key in here:
             np.testing.assert_allclose(remote[key], here[key], rtol=0, atol=1e-6)
-    assert done == [(20, 20, None), (30, 30, None)]
+    assert done == [(20, 20, None), (30, 30, None), (20, 20, None)]
 
 
 def test_inpaint_batch_through_rest_equals_local(server, tiny_export, fashion_mnist_test_images):
@@ -117,3 +119,32 @@ def test_the_client_works_where_tensorflow_cannot_be_imported(server):
                             timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ok without tensorflow" in result.stdout
+
+
+def test_an_export_from_before_the_refinement_still_serves_and_refuses_it_clearly(tmp_path, batch):
+    """Version 2 of the shipped model has no refine_* inputs: both clients still search with
+    its defaults and with options, and a refinement request names the fix."""
+    import shutil
+
+    from tf_semantic_inpaint import devserver
+
+    base = tmp_path / "old"
+    shutil.copytree(os.path.join(os.path.dirname(os.path.dirname(__file__)), "saved_models", "fashion_mnist", "2"),
+                    base / "2")
+    images, masks = batch
+    quick = SearchSettings(iterations=3, restarts=2, learning_rate=0.05, seed=1, window=7)
+    local = LocalModel(str(base / "2"))
+    assert local.defaults.refine_steps == 0 and "inpaint_with_refinement" not in local.signatures
+    server = devserver.make_server(str(base), port=0, quiet=True).start()
+    try:
+        rest = client.RestModel(server.url, "old")
+        assert rest.defaults == local.defaults and not rest.refinement
+        np.testing.assert_allclose(rest.search(images, masks, quick)["generated"],
+                                   local.search(images, masks, quick)["generated"], atol=1e-6)
+        wanted = dataclasses.replace(quick, refine_steps=5)
+        with pytest.raises(InpaintError, match="exported before the refinement existed.*export it again"):
+            local.search(images, masks, wanted)
+        with pytest.raises(InpaintError, match="exported before the refinement existed.*export it again"):
+            rest.search(images, masks, wanted)
+    finally:
+        server.stop()

@@ -242,8 +242,9 @@ def test_cli_refuses_context_encoder_settings_for_a_dcgan(tmp_path):
 # --- Export: the DCGAN model's contract --------------------------------------------------
 
 
-CE_SIGNATURES = ["inpaint", "inpaint_png", "inpaint_png_with_options", "inpaint_png_with_settings",
-                 "inpaint_with_options", "inpaint_with_settings", "limits", "serving_default"]
+CE_SIGNATURES = ["inpaint", "inpaint_png", "inpaint_png_with_options", "inpaint_png_with_refinement",
+                 "inpaint_png_with_settings", "inpaint_with_options", "inpaint_with_refinement",
+                 "inpaint_with_settings", "limits", "serving_default"]
 
 
 def test_export_card_says_what_it_is_and_that_it_does_not_search(tiny_context_encoder_export):

@@ -21,8 +21,8 @@ from tf_semantic_inpaint.train import TrainConfig
 
 SETTINGS = SearchSettings(iterations=25, restarts=2, learning_rate=0.05, seed=5)
 SIGNATURES = ["discriminate", "generate", "inpaint", "inpaint_png", "inpaint_png_with_options",
-              "inpaint_png_with_settings", "inpaint_with_options", "inpaint_with_settings", "limits",
-              "serving_default"]
+              "inpaint_png_with_refinement", "inpaint_png_with_settings", "inpaint_with_options",
+              "inpaint_with_refinement", "inpaint_with_settings", "limits", "serving_default"]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,8 @@ def test_layout_and_model_card(exported):
     assert card["dataset"] == "fashion_mnist" and card["epochs"] == 3
     assert card["training_command"].startswith("tfinpaint train")
     assert card["search_defaults"] == dataclasses.asdict(SETTINGS)
-    assert card["search_fixed"] == {"prior": "paper", "encoder": False}
+    assert card["search_fixed"] == {"prior": "paper", "encoder": False, "refine_layer": 0,
+                                    "refine_learning_rate": 0.01}
     assert card["limits"] == dataclasses.asdict(Limits.for_resolution(28))
     assert card["training_time_s"] == 12.5
     assert card["signatures"] == SIGNATURES
@@ -253,6 +254,7 @@ def test_limits_signature_lists_the_limits_and_defaults(exported):
     assert {k: values[k] for k in dataclasses.asdict(limits)} == dataclasses.asdict(limits)
     assert values["default_iterations"] == 25 and values["default_restarts"] == 2 and values["default_seed"] == 5
     assert values["default_learning_rate"] == pytest.approx(0.05)
+    assert values["default_refine_steps"] == 0 and values["default_refine_radius"] == pytest.approx(0.1)
 
 
 def test_stale_scratch_folders_of_killed_exports_are_removed_and_live_ones_kept(run_dir, tmp_path):
@@ -396,3 +398,82 @@ def test_saved_model_cli_show_and_run(exported, tmp_path, fashion_mnist_test_ima
     )
     assert refused.returncode != 0
     assert "iterations = 2147483647 is over the limit of 3000" in refused.stderr
+
+
+def _refinement_inputs(images, masks, steps, radius=0.3, **change):
+    """The inputs of inpaint_with_refinement: SETTINGS, the exported defaults, and a refinement."""
+    options = dict(images=images, masks=masks, iterations=np.int32(SETTINGS.iterations),
+                   lam=np.float32(SETTINGS.lam), learning_rate=np.float32(SETTINGS.learning_rate),
+                   restarts=np.int32(SETTINGS.restarts), seed=np.int32(SETTINGS.seed), samples=np.int32(1),
+                   window=np.int32(SETTINGS.window), warm_start=np.int32(0), refine_steps=np.int32(steps),
+                   refine_radius=np.float32(radius))
+    return {k: tf.constant(v) for k, v in {**options, **change}.items()}
+
+
+def test_the_refinement_signature_equals_the_library_search(exported, tiny_models, fashion_mnist_test_images):
+    """inpaint_with_refinement runs search.LatentSearch's search and refinement, nothing else:
+    same z, same refined G output, same losses; known pixels kept in `completed`."""
+    from tf_semantic_inpaint.search import LatentSearch
+
+    _, path = exported
+    loaded = tf.saved_model.load(path)
+    images, masks = _images_and_masks(fashion_mnist_test_images[:3], "pattern")
+    out = loaded.signatures["inpaint_with_refinement"](**_refinement_inputs(images, masks, 15))
+    search = LatentSearch(*tiny_models, window=15)  # held: tf.function methods keep a weak reference
+    library = search.search(
+        tf.constant(images * 2 - 1), tf.constant(masks), tf.constant(25), tf.constant(SETTINGS.lam),
+        tf.constant(0.05), tf.constant(2), tf.constant(5), tf.constant(15), tf.constant(0.3))
+    np.testing.assert_allclose(out["z"].numpy(), library["z"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["generated"].numpy(), library["generated"].numpy() * 0.5 + 0.5, atol=1e-4)
+    np.testing.assert_allclose(out["context_loss"].numpy(), library["context_loss"].numpy(), rtol=1e-4)
+    completed = out["completed"].numpy()
+    np.testing.assert_array_equal(completed[masks == 1], images[masks == 1])
+    # Without refinement it is inpaint_with_options; with it the context loss is lower.
+    plain = loaded.signatures["inpaint_with_refinement"](**_refinement_inputs(images, masks, 0))
+    options = loaded.signatures["inpaint_with_options"](**{
+        k: v for k, v in _refinement_inputs(images, masks, 0).items() if not k.startswith("refine")})
+    np.testing.assert_array_equal(plain["generated"].numpy(), options["generated"].numpy())
+    assert np.mean(out["context_loss"].numpy()) < np.mean(plain["context_loss"].numpy())
+
+
+def test_refinement_requests_are_checked_before_any_work(exported):
+    _, path = exported
+    loaded = tf.saved_model.load(path)
+    images = np.full((2, 28, 28, 1), 0.5, np.float32)
+    masks = np.ones((2, 28, 28, 1), np.float32)
+    masks[:, 7:21, 7:21] = 0
+    fn = loaded.signatures["inpaint_with_refinement"]
+    limits = Limits.for_resolution(28)
+    for change, message in [
+        (dict(refine_steps=np.int32(2**31 - 1)), "refine_steps = 2147483647 is over the limit of 3000"),
+        (dict(refine_steps=np.int32(-1)), "refine_steps must be >= 0, got -1"),
+        (dict(refine_radius=np.float32("inf")), "refine_radius must be a finite number >= 0, got inf"),
+        (dict(refine_radius=np.float32(-0.5)), "refine_radius must be a finite number >= 0"),
+        (dict(restarts=np.int32(64), iterations=np.int32(1000), refine_steps=np.int32(2000)),
+         f"batch x restarts x \\(iterations \\+ refine_steps\\) = 384000 is over the limit of "
+         f"{limits.max_candidate_steps}"),
+    ]:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            fn(**_refinement_inputs(images, masks, 1, **change))
+    assert fn(**_refinement_inputs(images, masks, 2))["z"].shape == (2, 100)  # and it still answers
+
+
+def test_an_export_exported_again_keeps_its_networks_and_takes_new_defaults(exported, tmp_path,
+                                                                            fashion_mnist_test_images):
+    """The shipped model gains a newer contract without its training run: same G and D, same
+    answers for the same settings, new defaults, the card's training record kept."""
+    _, path = exported
+    refined = dataclasses.replace(SETTINGS, refine_steps=10, refine_radius=0.2)
+    again = exporting.export(path, str(tmp_path / "m"), settings=refined)
+    card, old = exporting.read_card(again), exporting.read_card(path)
+    assert card["search_defaults"] == dataclasses.asdict(refined)
+    assert card["exported_again_from"]["path"] == os.path.abspath(path)
+    assert (card["training_command"], card["epochs"], card["training_time_s"]) == (
+        old["training_command"], old["epochs"], old["training_time_s"])
+    first, second = tf.saved_model.load(path), tf.saved_model.load(again)
+    images, masks = _images_and_masks(fashion_mnist_test_images[:2])
+    a = first.signatures["inpaint_with_refinement"](**_refinement_inputs(images, masks, 10, 0.2))
+    b = second.signatures["inpaint"](images=tf.constant(images), masks=tf.constant(masks))
+    np.testing.assert_allclose(b["generated"].numpy(), a["generated"].numpy(), atol=1e-5)
+    with pytest.raises(InpaintError, match="is the model being exported again"):
+        exporting.export(path, os.path.dirname(path), version=1, force=True, settings=refined)

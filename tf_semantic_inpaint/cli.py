@@ -282,9 +282,15 @@ def search_options(command):
         click.option("--warm-start/--random-start", "warm_start", default=None,
                      help="Start from the model's encoder E(y*M, M), or from random z as in the paper "
                           "[default: the model's: warm when it has an encoder]."),
+        click.option("--refine-steps", type=click.IntRange(0, 2**31 - 1), default=None,
+                     help="Adam steps on G's features after the search, within --refine-radius of G's own "
+                          "(0: none, as in the paper) [default: the model's]."),
+        click.option("--refine-radius", type=_Finite(0.0, True), default=None,
+                     help="How far the refinement may move G's features, relative to their norm "
+                          "[default: the model's]."),
         click.option("--method", type=click.Choice(["paper"]), default=None,
                      help="paper: the search exactly as published (7x7 window, λ 0.003, 1500 iterations, "
-                          "one random start); options given beside it still apply."),
+                          "one random start, no refinement); options given beside it still apply."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -299,7 +305,7 @@ def _search_overrides(options):
         from tf_semantic_inpaint.contract import PAPER
 
         given = {**{k: getattr(PAPER, k) for k in ("iterations", "restarts", "lam", "window", "warm_start",
-                                                    "samples")}, **given}
+                                                    "samples", "refine_steps")}, **given}
     return given
 
 
@@ -451,8 +457,13 @@ def inpaint_beam(ctx, images, masks, out, runner, model, estimate, no_blend, res
 @click.option("--seed", type=_INT32, default=None, help="Default seed of the random starts [default: 0].")
 @click.option("--window", type=int, default=None,
               help="Default side of the importance-weight window N(i), odd (the paper's is 7) [default: 15].")
-@click.option("--prior", type=click.Choice(["paper", "nonsaturating"]), default="paper", show_default=True,
-              help="Prior loss, fixed at export: λ log(1 - D(G(z))) (paper) or -λ log D(G(z)).")
+@click.option("--refine-steps", type=click.IntRange(0, 2**31 - 1), default=None,
+              help="Default Adam steps of the refinement of G's features after the search [default: 0, none].")
+@click.option("--refine-radius", type=_Finite(0.0, True), default=None,
+              help="Default radius of the refinement, relative to the features' norm [default: 0.1].")
+@click.option("--prior", type=click.Choice(["paper", "nonsaturating"]), default=None,
+              help="Prior loss, fixed at export: λ log(1 - D(G(z))) (paper) or -λ log D(G(z)) [default: paper, "
+                   "or that of the SavedModel exported again].")
 @click.option("--encoder", type=click.Path(exists=True, file_okay=False), default=None,
               help="A `tfinpaint train-encoder` run for this G: exported for warm starts (the `encode` "
                    "signature), which `inpaint` then uses by default.")
@@ -463,18 +474,26 @@ def export(run_dir, out, version, force, prior, encoder, **search):
     Writes OUT/<version>/ (saved_model.pb, variables/, model_card.json), atomically.
     A context-encoder run is exported behind the same contract (no search: its
     settings change nothing); a judge run becomes the judge's SavedModel (`classify`).
+    RUN_DIR may also be a version folder of an earlier DCGAN export: its networks are
+    exported again with this version's contract, keeping the defaults not given here.
     """
     _import_tensorflow_quietly()
     import dataclasses
+    import os
 
     from tf_semantic_inpaint import export as exporting
     from tf_semantic_inpaint.contract import SearchSettings
     from tf_semantic_inpaint.train import load_run_config
 
-    settings = dataclasses.replace(SearchSettings(), **{k: v for k, v in search.items() if v is not None})
+    again = os.path.isfile(os.path.join(run_dir, "saved_model.pb"))
+    start = SearchSettings()
+    if again:  # the earlier export's defaults, those it had
+        old = exporting.read_card(run_dir).get("search_defaults", {})
+        start = SearchSettings(**{k: v for k, v in old.items() if k in SearchSettings.__dataclass_fields__})
+    settings = dataclasses.replace(start, **{k: v for k, v in search.items() if v is not None})
     path = exporting.export(run_dir, out, version=version, force=force, settings=settings, prior=prior,
                             encoder=encoder)
-    if load_run_config(run_dir).model == "judge":
+    if not again and load_run_config(run_dir).model == "judge":
         click.echo(f"Exported the judge {path}; `tfinpaint evaluate --judge {out}` uses it.")
         return
     click.echo(f"Exported {path}. Serve it with: tfinpaint serve {out}")

@@ -133,9 +133,12 @@ class RestModel:
             # signature: the model's own settings still apply, through inpaint / inpaint_png.
             self.defaults = self.limits = None
         else:
+            # An export from before the refinement has no refine_* defaults (and no refinement).
             self.defaults = SearchSettings(**{k: _scalar(values[f"default_{k}"], SearchSettings, k)
-                                              for k in SearchSettings.__dataclass_fields__})
+                                              for k in SearchSettings.__dataclass_fields__
+                                              if f"default_{k}" in values})
             self.limits = Limits(**{k: int(values[k]) for k in Limits.__dataclass_fields__})
+        self.refinement = "inpaint_with_refinement" in signatures
 
     def _predict(self, signature, inputs):
         answer = request_json(self.url + ":predict", {"signature_name": signature, "inputs": inputs}, self.timeout)
@@ -145,12 +148,20 @@ class RestModel:
         return outputs
 
     def _call(self, signature, inputs, settings, batch, progress):
-        """POST to `signature` (or its _with_options twin when settings are given)."""
+        """POST to `signature` (or its _with_refinement / _with_options twin when settings are given)."""
         if settings is not None:
             settings.check(self.limits, batch)  # fail here rather than after the upload
-            signature += "_with_options"
             # Per-request scalars: only the columnar ("inputs") format carries them.
-            inputs = {**inputs, **dataclasses.asdict(settings), "warm_start": int(settings.warm_start)}
+            fields = {**dataclasses.asdict(settings), "warm_start": int(settings.warm_start)}
+            if self.refinement:
+                signature += "_with_refinement"
+            elif settings.refine_steps:
+                raise ServingError(f"model {self.model_name!r} was exported before the refinement existed: ask "
+                                   "for refine_steps = 0, or export it again (`tfinpaint export` takes its folder).")
+            else:
+                signature += "_with_options"
+                fields = {k: v for k, v in fields.items() if not k.startswith("refine_")}
+            inputs = {**inputs, **fields}
         outputs = self._predict(signature, inputs)
         known = settings or self.defaults
         if progress is not None and known is not None:  # one request cannot report steps: once, at the end

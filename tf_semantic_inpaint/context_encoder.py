@@ -278,8 +278,9 @@ class ContextEncoderCompleter:
             return carry, tf.tile(carry[1][tf.newaxis], [iterations, 1])
         return carry
 
-    def finish(self, carry, masks, lam, restarts, samples):
-        """F's prediction is the mean and the one sample (samples = 1 is checked)."""
+    def finish(self, carry, masks, lam, restarts, samples, refine_steps, refine_radius):
+        """F's prediction is the mean and the one sample (samples = 1 is checked); there is
+        nothing to refine."""
         generated, context_loss = carry
         return {"generated": generated, "mean": generated, "samples": generated[:, tf.newaxis],
                 "z": tf.zeros([tf.shape(generated)[0], 0]), "context_loss": context_loss,

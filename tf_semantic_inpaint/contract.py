@@ -39,14 +39,18 @@ class SearchSettings:
     # 20.61 dB overall and 15.40 / 16.09 / 17.02 / 17.32 dB on half masks.
     window: int = 15
     warm_start: bool = False  # start from the model's encoder E(y ⊙ M, M) (models that have one)
+    # After the search, Adam steps on G's features within a ball of this radius (relative
+    # to their norm) around G's own: search.LatentSearch.refine. 0 steps: none (the paper).
+    refine_steps: int = 0
+    refine_radius: float = 0.1
 
     def check(self, limits=None, batch=1):
         """Raise InpaintError naming the first setting out of range (or over `limits`)."""
-        for name in ("iterations", "restarts", "seed", "samples", "window"):
+        for name in ("iterations", "restarts", "seed", "samples", "window", "refine_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not INT32[0] <= value <= INT32[1]:
                 raise InpaintError(f"{name} must be a 32-bit integer, got {value!r}.")
-        for name in ("learning_rate", "lam"):
+        for name in ("learning_rate", "lam", "refine_radius"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise InpaintError(f"{name} must be a finite number, got {value!r}.")
@@ -58,6 +62,10 @@ class SearchSettings:
             raise InpaintError(f"learning_rate must be > 0, got {self.learning_rate}.")
         if self.lam < 0:
             raise InpaintError(f"lam (λ) must be >= 0, got {self.lam}.")
+        if self.refine_steps < 0:
+            raise InpaintError(f"refine_steps must be >= 0, got {self.refine_steps}.")
+        if self.refine_radius < 0:
+            raise InpaintError(f"refine_radius must be >= 0, got {self.refine_radius}.")
         if not 1 <= self.samples <= self.restarts:
             raise InpaintError(f"samples must be in 1..restarts ({self.restarts}), got {self.samples}; "
                                "each sample comes from its own restart.")
@@ -66,14 +74,14 @@ class SearchSettings:
         if not isinstance(self.warm_start, bool):
             raise InpaintError(f"warm_start must be true or false, got {self.warm_start!r}.")
         if limits is not None:
-            for message in limits.violations(batch, self.restarts, self.iterations, self.window):
+            for message in limits.violations(batch, self.restarts, self.iterations, self.window, self.refine_steps):
                 raise InpaintError(message)
         return self
 
 
 # The paper's own search (Yeh et al., 2017, section 4): 7x7 window, λ = 0.003, 1500
-# iterations from one random start. Its learning rate is not stated: ours.
-PAPER = SearchSettings(iterations=1500, restarts=1, lam=0.003, window=7, warm_start=False)
+# iterations from one random start, no refinement. Its learning rate is not stated: ours.
+PAPER = SearchSettings(iterations=1500, restarts=1, lam=0.003, window=7, warm_start=False, refine_steps=0)
 
 
 INT32 = (-(2**31), 2**31 - 1)
@@ -84,12 +92,12 @@ class Limits:
     """The most one request may ask of an exported model; refused beyond, before any work.
 
     Attributes:
-        max_iterations: Adam steps (the paper's 1500 fit).
+        max_iterations: Adam steps of the search, and of the refinement (the paper's 1500 fit).
         max_restarts: random starts per image.
         max_batch: images per request.
         max_candidates: batch x restarts, the search's real batch; memory grows with it
             (about 0.2 MB per candidate at 28x28).
-        max_candidate_steps: batch x restarts x iterations, the search's work.
+        max_candidate_steps: batch x restarts x (iterations + refine_steps), the search's work.
         max_image_pixels: width x height of one PNG of `inpaint_png`, read from its
             header before decoding (a 20000x20000 PNG is a 400 KB file but 4.8 GB decoded).
         max_request_pixels: the pixels of all PNGs of one request together.
@@ -116,10 +124,12 @@ class Limits:
         return cls(max_candidates=max(1, 2**20 // pixels), max_candidate_steps=max(1, 2**27 // pixels),
                    max_window=2 * resolution + 1)
 
-    def violations(self, batch, restarts, iterations, window=1):
-        """Messages for every limit (batch, restarts, iterations, window) a request would break."""
+    def violations(self, batch, restarts, iterations, window=1, refine_steps=0):
+        """Messages for every limit (batch, restarts, iterations, window, refine_steps) a request
+        would break."""
         found = []
         for name, value, limit in (("iterations", iterations, self.max_iterations),
+                                   ("refine_steps", refine_steps, self.max_iterations),
                                    ("restarts", restarts, self.max_restarts),
                                    ("batch", batch, self.max_batch),
                                    ("window", window, self.max_window)):
@@ -127,8 +137,10 @@ class Limits:
                 found.append(over_limit(name, value, limit))
         if batch * restarts > self.max_candidates:
             found.append(over_limit("batch x restarts", batch * restarts, self.max_candidates))
-        if batch * restarts * iterations > self.max_candidate_steps:
-            found.append(over_limit("batch x restarts x iterations", batch * restarts * iterations,
+        steps = iterations + refine_steps
+        if batch * restarts * steps > self.max_candidate_steps:
+            found.append(over_limit("batch x restarts x " + ("(iterations + refine_steps)" if refine_steps else
+                                                             "iterations"), batch * restarts * steps,
                                     self.max_candidate_steps))
         return found
 

@@ -12,6 +12,7 @@ model_card.json}. The contract, the same for every completion model (images in
     inpaint_with_options       the same plus scalars samples (K), window,
                                warm_start (0/1) -> also samples [b,K,R,R,C],
                                sample_losses [b,K]
+    inpaint_with_refinement    the same plus scalars refine_steps, refine_radius
     inpaint_png                image_png, mask_png (PNG bytes [b], any size and
                                channels, 8 or 16 bit; mask white = missing) ->
                                completed_png_bytes, generated_png_bytes,
@@ -20,6 +21,7 @@ model_card.json}. The contract, the same for every completion model (images in
     inpaint_png_with_settings  the same plus the five scalar settings
     inpaint_png_with_options   the same plus samples, window, warm_start -> also
                                samples_png_bytes [b,K], sample_losses [b,K]
+    inpaint_png_with_refinement  the same plus refine_steps, refine_radius
     limits                     no inputs -> the limits and defaults below
     generate                   z [b,z_dim] -> images [b,R,R,C] in [0, 1]
     discriminate               images [b,R,R,C] in [0, 1] -> logits [b]
@@ -28,7 +30,9 @@ model_card.json}. The contract, the same for every completion model (images in
 `generated` is the best sample G(z*), `mean` the posterior-mean estimate (a
 loss-weighted average of the restarts' completions: the best single guess under
 squared error, blurrier than a sample); both are G's whole image, `completed` pastes
-the best sample into the hole.
+the best sample into the hole. The signatures without refine_* inputs use the model's
+default refinement (search.LatentSearch.refine); with it, `generated` is drawn from G's
+refined features at z, no longer G(z) itself.
 
 Every request is checked in the graph BEFORE anything it sizes is allocated: batch,
 restarts, iterations, batch x restarts, their product, the pixels each PNG header
@@ -61,11 +65,14 @@ import tensorflow as tf
 from tf_semantic_inpaint import preprocess
 from tf_semantic_inpaint.contract import Limits, SearchSettings, over_limit, versions
 from tf_semantic_inpaint.errors import InpaintError
-from tf_semantic_inpaint.search import LatentSearch, check_fixed
+from tf_semantic_inpaint.search import REFINE_LAYER, REFINE_LEARNING_RATE, LatentSearch, check_fixed
 
 CARD_NAME = "model_card.json"
+CARD_FORMAT = "tf-semantic-inpaint model card 3"
 SETTING_NAMES = ("iterations", "lam", "learning_rate", "restarts", "seed")
 OPTION_NAMES = SETTING_NAMES + ("samples", "window", "warm_start")
+REFINE_NAMES = ("refine_steps", "refine_radius")
+ALL_NAMES = OPTION_NAMES + REFINE_NAMES  # the inputs of the *_with_refinement signatures
 
 
 # --- Checks inside the graph -------------------------------------------------------------
@@ -83,9 +90,10 @@ def _gated(checks, *tensors):
 
 
 def check_settings(limits, batch, iterations, lam, learning_rate, restarts, samples=1, window=1, warm_start=0,
-                   completer=None):
+                   completer=None, refine_steps=0, refine_radius=0.0):
     """Asserts of the per-request settings against `limits` (ints are int32, floats float32)."""
-    batch, restarts_64, iterations_64 = (tf.cast(x, tf.int64) for x in (batch, restarts, iterations))
+    batch, restarts_64, iterations_64, refine_64 = (
+        tf.cast(x, tf.int64) for x in (batch, restarts, iterations, refine_steps))
     single = completer is not None and completer.kind != "dcgan"  # one completion per image
     # restarts < 1 has its own message below
     samples_ok = (restarts < 1) | ((samples >= 1) & (samples <= (1 if single else restarts)))
@@ -102,14 +110,20 @@ def check_settings(limits, batch, iterations, lam, learning_rate, restarts, samp
         _refuse_unless(tf.math.is_finite(learning_rate) & (learning_rate > 0),
                        "learning_rate must be a finite number > 0, got {}.", learning_rate),
         _refuse_unless(tf.math.is_finite(lam) & (lam >= 0), "lam must be a finite number >= 0, got {}.", lam),
+        _refuse_unless(refine_steps >= 0, "refine_steps must be >= 0, got {}.", refine_steps),
+        _refuse_unless(tf.math.is_finite(refine_radius) & (refine_radius >= 0),
+                       "refine_radius must be a finite number >= 0, got {}.", refine_radius),
     ]
     for name, value, limit in (("iterations", iterations_64, limits.max_iterations),
                                ("restarts", restarts_64, limits.max_restarts),
                                ("batch", batch, limits.max_batch),
                                ("window", tf.cast(window, tf.int64), limits.max_window),
                                ("batch x restarts", batch * restarts_64, limits.max_candidates),
+                               ("refine_steps", refine_64, limits.max_iterations),
                                ("batch x restarts x iterations", batch * restarts_64 * iterations_64,
-                                limits.max_candidate_steps)):
+                                limits.max_candidate_steps),
+                               ("batch x restarts x (iterations + refine_steps)",
+                                batch * restarts_64 * (iterations_64 + refine_64), limits.max_candidate_steps)):
         checks.append(_refuse_unless(value <= limit, over_limit(name, "{}", limit), value))
     return checks
 
@@ -181,7 +195,7 @@ class SearchCompleter:
         carry = start(images, masks, restarts, seed, window, warm_start)
                                                   images in [-1, 1], M in {0, 1}
         carry = steps(carry, iterations, lam, learning_rate)
-        result = finish(carry, masks, lam, restarts, samples)
+        result = finish(carry, masks, lam, restarts, samples, refine_steps, refine_radius)
                                                   dict: generated, mean [b,R,R,C] and
                                                   samples [b,K,R,R,C] in [-1, 1], z,
                                                   context_loss, prior_loss, sample_losses
@@ -190,19 +204,23 @@ class SearchCompleter:
         generator, discriminator: G and D.
         prior: the prior term (search.PRIORS), fixed at export.
         encoder: optional encoder.Encoder E(y ⊙ M, M) -> z for warm starts.
+        refine_layer, refine_learning_rate: the refinement's, fixed (search.LatentSearch).
     """
 
     kind = "dcgan"
 
-    def __init__(self, generator, discriminator, prior="paper", encoder=None):
+    def __init__(self, generator, discriminator, prior="paper", encoder=None, refine_layer=REFINE_LAYER,
+                 refine_learning_rate=REFINE_LEARNING_RATE):
         self.generator, self.discriminator, self.encoder = generator, discriminator, encoder
-        self.search = LatentSearch(generator, discriminator, prior=prior)
+        self.search = LatentSearch(generator, discriminator, prior=prior, refine_layer=refine_layer,
+                                   refine_learning_rate=refine_learning_rate)
         self.resolution, self.channels = generator.resolution, generator.channels
         self.z_dim = generator.z_dim
         # Raw tf.Variables: what both the TF2 and the TF1 (TF Serving) loaders restore.
         networks = [generator, discriminator] + ([encoder] if encoder is not None else [])
         self.variables = [v.value for network in networks for v in network.weights]
-        self.fixed = {"prior": prior, "encoder": encoder is not None}
+        self.fixed = {"prior": prior, "encoder": encoder is not None, "refine_layer": refine_layer,
+                      "refine_learning_rate": refine_learning_rate}
 
     def carry_spec(self):
         res, ch, z = self.resolution, self.channels, self.z_dim
@@ -230,9 +248,10 @@ class SearchCompleter:
             return (tiled, weights, out[0]), out[1]
         return tiled, weights, out
 
-    def finish(self, carry, masks, lam, restarts, samples):
+    def finish(self, carry, masks, lam, restarts, samples, refine_steps, refine_radius):
         tiled, weights, state = carry
-        return self.search.alternatives(state, tiled, weights, masks, lam, restarts, samples)
+        return self.search.alternatives(state, tiled, weights, masks, lam, restarts, samples, refine_steps,
+                                        refine_radius)
 
     def extra_functions(self):
         """generate, discriminate (and encode), in the contract's [0, 1] image space."""
@@ -282,10 +301,12 @@ class InpaintingModule(tf.Module):
         images_spec = tf.TensorSpec([None, res, res, ch], tf.float32)
         masks_spec = tf.TensorSpec([None, res, res, 1], tf.float32)
         pngs_spec = tf.TensorSpec([None], tf.string)
-        # iterations, lam, learning_rate, restarts, seed; then samples, window, warm_start
+        # iterations, lam, learning_rate, restarts, seed; then samples, window, warm_start;
+        # then refine_steps, refine_radius
         settings_spec = [scalar(tf.int32), scalar(tf.float32), scalar(tf.float32), scalar(tf.int32),
                          scalar(tf.int32)]
         options_spec = settings_spec + [scalar(tf.int32)] * 3
+        all_spec = options_spec + [scalar(tf.int32), scalar(tf.float32)]
 
         def defaults(names):
             return {name: tf.constant(_setting(settings, name)) for name in names}
@@ -293,30 +314,43 @@ class InpaintingModule(tf.Module):
         # Argument names are the signatures' input names. The narrower signatures call
         # the options ones with the defaults, so each graph is traced once.
         def inpaint(images, masks):
-            return self._inpaint(images, masks, **defaults(OPTION_NAMES), with_samples=False)
+            return self._inpaint(images, masks, **defaults(ALL_NAMES), with_samples=False)
 
         def inpaint_with_settings(images, masks, iterations, lam, learning_rate, restarts, seed):
             return self._inpaint(images, masks, iterations, lam, learning_rate, restarts, seed,
-                                 **defaults(OPTION_NAMES[5:]), with_samples=False)
+                                 **defaults(ALL_NAMES[5:]), with_samples=False)
+
+        def inpaint_with_options(images, masks, iterations, lam, learning_rate, restarts, seed, samples, window,
+                                 warm_start):
+            return self._inpaint(images, masks, iterations, lam, learning_rate, restarts, seed, samples, window,
+                                 warm_start, **defaults(REFINE_NAMES))
 
         def inpaint_png(image_png, mask_png):
-            return self._inpaint_png(image_png, mask_png, **defaults(OPTION_NAMES), with_samples=False)
+            return self._inpaint_png(image_png, mask_png, **defaults(ALL_NAMES), with_samples=False)
 
         def inpaint_png_with_settings(image_png, mask_png, iterations, lam, learning_rate, restarts, seed):
             return self._inpaint_png(image_png, mask_png, iterations, lam, learning_rate, restarts, seed,
-                                     **defaults(OPTION_NAMES[5:]), with_samples=False)
+                                     **defaults(ALL_NAMES[5:]), with_samples=False)
 
-        self._search = tf.function(self._search_fn, input_signature=[images_spec, masks_spec, *options_spec])
+        def inpaint_png_with_options(image_png, mask_png, iterations, lam, learning_rate, restarts, seed, samples,
+                                     window, warm_start):
+            return self._inpaint_png(image_png, mask_png, iterations, lam, learning_rate, restarts, seed, samples,
+                                     window, warm_start, **defaults(REFINE_NAMES))
+
+        self._search = tf.function(self._search_fn, input_signature=[images_spec, masks_spec, *all_spec])
         self.inpaint = tf.function(inpaint, input_signature=[images_spec, masks_spec])
         self.inpaint_with_settings = tf.function(
             inpaint_with_settings, input_signature=[images_spec, masks_spec, *settings_spec])
         self.inpaint_with_options = tf.function(
-            self._inpaint, input_signature=[images_spec, masks_spec, *options_spec])
+            inpaint_with_options, input_signature=[images_spec, masks_spec, *options_spec])
+        self.inpaint_with_refinement = tf.function(self._inpaint, input_signature=[images_spec, masks_spec, *all_spec])
         self.inpaint_png = tf.function(inpaint_png, input_signature=[pngs_spec, pngs_spec])
         self.inpaint_png_with_settings = tf.function(
             inpaint_png_with_settings, input_signature=[pngs_spec, pngs_spec, *settings_spec])
         self.inpaint_png_with_options = tf.function(
-            self._inpaint_png, input_signature=[pngs_spec, pngs_spec, *options_spec])
+            inpaint_png_with_options, input_signature=[pngs_spec, pngs_spec, *options_spec])
+        self.inpaint_png_with_refinement = tf.function(
+            self._inpaint_png, input_signature=[pngs_spec, pngs_spec, *all_spec])
         self.limits_function = tf.function(self._limits, input_signature=[])
         for name, fn in completer.extra_functions().items():
             setattr(self, name, fn)
@@ -324,9 +358,10 @@ class InpaintingModule(tf.Module):
 
         # The same search in pieces (carry in, carry out), for the library's progress bars.
         carry = completer.carry_spec()
-        finish_spec = [scalar(tf.float32), scalar(tf.int32), scalar(tf.int32)]  # lam, restarts, samples
-        self.search_start = tf.function(self._search_start, input_signature=[images_spec, masks_spec, *options_spec])
-        self.png_start = tf.function(self._png_start, input_signature=[pngs_spec, pngs_spec, *options_spec])
+        # lam, restarts, samples, refine_steps, refine_radius
+        finish_spec = [scalar(tf.float32), scalar(tf.int32), scalar(tf.int32), scalar(tf.int32), scalar(tf.float32)]
+        self.search_start = tf.function(self._search_start, input_signature=[images_spec, masks_spec, *all_spec])
+        self.png_start = tf.function(self._png_start, input_signature=[pngs_spec, pngs_spec, *all_spec])
         self.search_steps = tf.function(
             self._search_steps, input_signature=[carry, scalar(tf.int32), scalar(tf.float32), scalar(tf.float32)])
         self.search_finish = tf.function(
@@ -336,10 +371,11 @@ class InpaintingModule(tf.Module):
     # -- the pieces ----------------------------------------------------------------------
 
     def _checks(self, batch, options):
-        """The asserts of the OPTION_NAMES values `options` for a request of `batch` images."""
-        o = dict(zip(OPTION_NAMES, options))
+        """The asserts of the ALL_NAMES values `options` for a request of `batch` images."""
+        o = dict(zip(ALL_NAMES, options))
         return check_settings(self.limits, batch, o["iterations"], o["lam"], o["learning_rate"], o["restarts"],
-                              o["samples"], o["window"], o["warm_start"], self.completer)
+                              o["samples"], o["window"], o["warm_start"], self.completer, o["refine_steps"],
+                              o["refine_radius"])
 
     def _checked_arrays(self, images, masks, options):
         """(images, known M, options), all made to wait for their checks."""
@@ -348,12 +384,12 @@ class InpaintingModule(tf.Module):
         return images, preprocess.binary_known(masks), options
 
     def _start(self, images, known, options):
-        o = dict(zip(OPTION_NAMES, options))
+        o = dict(zip(ALL_NAMES, options))
         return self.completer.start(preprocess.to_model_range(images), known, o["restarts"], o["seed"], o["window"],
                                     o["warm_start"])
 
-    def _finish(self, carry, known, lam, restarts, samples):
-        return self.completer.finish(carry, known, lam, restarts, samples)
+    def _finish(self, carry, known, lam, restarts, samples, refine_steps, refine_radius):
+        return self.completer.finish(carry, known, lam, restarts, samples, refine_steps, refine_radius)
 
     def _outputs(self, result, images, known, with_samples=True):
         """The completer's result in the contract's [0, 1], composited at the model's size."""
@@ -421,43 +457,41 @@ class InpaintingModule(tf.Module):
 
     # -- the signatures ---------------------------------------------------------------------
 
-    def _search_fn(self, images, known, iterations, lam, learning_rate, restarts, seed, samples, window, warm_start):
+    def _search_fn(self, images, known, *options):
         """The whole completion of checked inputs at the model's size (images in [0, 1], known M)."""
-        carry = self._start(images, known, (iterations, lam, learning_rate, restarts, seed, samples, window,
-                                            warm_start))
-        carry = self.completer.steps(carry, iterations, lam, learning_rate)
-        return self._finish(carry, known, lam, restarts, samples)
+        o = dict(zip(ALL_NAMES, options))
+        carry = self._start(images, known, options)
+        carry = self.completer.steps(carry, o["iterations"], o["lam"], o["learning_rate"])
+        return self._finish(carry, known, *(o[k] for k in ("lam", "restarts", "samples", *REFINE_NAMES)))
 
     def _inpaint(self, images, masks, iterations, lam, learning_rate, restarts, seed, samples, window, warm_start,
-                 with_samples=True):
-        options = (iterations, lam, learning_rate, restarts, seed, samples, window, warm_start)
+                 refine_steps, refine_radius, with_samples=True):
+        options = (iterations, lam, learning_rate, restarts, seed, samples, window, warm_start, refine_steps,
+                   refine_radius)
         images, known, options = self._checked_arrays(images, masks, options)
         return self._outputs(self._search(images, known, *options), images, known, with_samples)
 
     def _inpaint_png(self, image_png, mask_png, iterations, lam, learning_rate, restarts, seed, samples, window,
-                     warm_start, with_samples=True):
-        options = (iterations, lam, learning_rate, restarts, seed, samples, window, warm_start)
+                     warm_start, refine_steps, refine_radius, with_samples=True):
+        options = (iterations, lam, learning_rate, restarts, seed, samples, window, warm_start, refine_steps,
+                   refine_radius)
         images, known, image_png, mask_png, options = self._png_model_inputs(image_png, mask_png, options)
         return self._png_outputs(self._search(images, known, *options), image_png, mask_png, with_samples)
 
     def _limits(self):
         values = dataclasses.asdict(self.limits)
-        values.update({f"default_{k}": _setting(self.settings, k) for k in OPTION_NAMES})
+        values.update({f"default_{k}": _setting(self.settings, k) for k in ALL_NAMES})
         return {k: tf.constant(v, tf.float32 if isinstance(v, float) else tf.int32) for k, v in values.items()}
 
     # -- in chunks, for the library ---------------------------------------------------------
 
-    def _search_start(self, images, masks, iterations, lam, learning_rate, restarts, seed, samples, window,
-                      warm_start):
+    def _search_start(self, images, masks, *options):
         """Checks the whole planned search (all its iterations), then returns the carry."""
-        images, known, options = self._checked_arrays(
-            images, masks, (iterations, lam, learning_rate, restarts, seed, samples, window, warm_start))
+        images, known, options = self._checked_arrays(images, masks, options)
         return self._start(images, known, options)
 
-    def _png_start(self, image_png, mask_png, iterations, lam, learning_rate, restarts, seed, samples, window,
-                   warm_start):
-        images, known, _, _, options = self._png_model_inputs(
-            image_png, mask_png, (iterations, lam, learning_rate, restarts, seed, samples, window, warm_start))
+    def _png_start(self, image_png, mask_png, *options):
+        images, known, _, _, options = self._png_model_inputs(image_png, mask_png, options)
         return self._start(images, known, options)
 
     def _search_steps(self, carry, iterations, lam, learning_rate):
@@ -470,22 +504,40 @@ class InpaintingModule(tf.Module):
         (iterations,) = _gated(checks, iterations)
         return self.completer.steps(carry, iterations, lam, learning_rate, record_history=True)
 
-    def _search_finish(self, carry, images, masks, lam, restarts, samples):
-        known = preprocess.binary_known(masks)
-        return self._outputs(self._finish(carry, known, lam, restarts, samples), images, known)
+    def _checked_refinement(self, carry, refine_steps, refine_radius):
+        """The refinement's settings, made to wait for their checks (the carry's size is bounded
+        by `search_steps`' checks only if it came through them)."""
+        candidates = tf.cast(tf.shape(tf.nest.flatten(carry)[0])[0], tf.int64)
+        limit = self.limits.max_iterations
+        checks = [_refuse_unless((refine_steps >= 0) & (refine_steps <= limit),
+                                 f"refine_steps must be in 0..{limit}, got {{}}.", refine_steps),
+                  _refuse_unless(tf.math.is_finite(refine_radius) & (refine_radius >= 0),
+                                 "refine_radius must be a finite number >= 0, got {}.", refine_radius),
+                  _refuse_unless(candidates * tf.cast(refine_steps, tf.int64) <= self.limits.max_candidate_steps,
+                                 over_limit("candidates x refine_steps", "{}", self.limits.max_candidate_steps),
+                                 candidates * tf.cast(refine_steps, tf.int64))]
+        return _gated(checks, refine_steps, refine_radius)
 
-    def _png_finish(self, carry, image_png, mask_png, lam, restarts, samples):
+    def _search_finish(self, carry, images, masks, lam, restarts, samples, refine_steps, refine_radius):
+        known = preprocess.binary_known(masks)
+        refine = self._checked_refinement(carry, refine_steps, refine_radius)
+        return self._outputs(self._finish(carry, known, lam, restarts, samples, *refine), images, known)
+
+    def _png_finish(self, carry, image_png, mask_png, lam, restarts, samples, refine_steps, refine_radius):
         image_png, mask_png = _gated(check_pngs(self.limits, image_png, mask_png), image_png, mask_png)
         _, known = self._png_to_model(image_png, mask_png)  # the masks the search conditioned on
-        return self._png_outputs(self._finish(carry, known, lam, restarts, samples), image_png, mask_png)
+        refine = self._checked_refinement(carry, refine_steps, refine_radius)
+        return self._png_outputs(self._finish(carry, known, lam, restarts, samples, *refine), image_png, mask_png)
 
     def signatures(self):
         """The serving signatures; `inpaint` is also `serving_default`."""
         functions = {
             "serving_default": self.inpaint, "inpaint": self.inpaint,
             "inpaint_with_settings": self.inpaint_with_settings, "inpaint_with_options": self.inpaint_with_options,
+            "inpaint_with_refinement": self.inpaint_with_refinement,
             "inpaint_png": self.inpaint_png, "inpaint_png_with_settings": self.inpaint_png_with_settings,
-            "inpaint_png_with_options": self.inpaint_png_with_options, "limits": self.limits_function,
+            "inpaint_png_with_options": self.inpaint_png_with_options,
+            "inpaint_png_with_refinement": self.inpaint_png_with_refinement, "limits": self.limits_function,
             **{name: getattr(self, name) for name in self._extra},
         }
         return {name: fn.get_concrete_function() for name, fn in functions.items()}
@@ -538,22 +590,55 @@ def load_trained_models(run_dir, raw=False):
     return generator, discriminator, dataclasses.replace(config, epochs=epochs)
 
 
-def export(run_dir, base, version=None, force=False, settings=SearchSettings(), prior="paper",
+def load_exported_networks(model_dir):
+    """(G, D, encoder or None, model card) rebuilt from a DCGAN SavedModel of `export`.
+
+    The SavedModel holds the networks' raw variables in the order G, D, E; the card
+    gives their shapes. For exporting again (new settings, a newer contract) when the
+    training run is gone.
+    """
+    from tf_semantic_inpaint.encoder import Encoder
+    from tf_semantic_inpaint.models import Discriminator, Generator
+
+    card = read_card(model_dir)
+    if card.get("model") != "dcgan":
+        raise InpaintError(f"{model_dir} is not a DCGAN export of tf-semantic-inpaint (its model card says "
+                           f"model = {card.get('model')!r}); pass a training run or a DCGAN SavedModel.")
+    shape = {k: card[k] for k in ("resolution", "channels")}
+    generator = Generator(**shape, z_dim=card["z_dim"], width=card["width"], name="generator")
+    discriminator = Discriminator(**shape, width=card["width"], name="discriminator")
+    encoder = None
+    if card["search_fixed"].get("encoder"):
+        encoder = Encoder(**shape, z_dim=card["z_dim"], width=card["encoder"]["width"], name="encoder")
+    networks = [generator, discriminator] + ([encoder] if encoder is not None else [])
+    weights = [w for network in networks for w in network.weights]
+    stored = tf.saved_model.load(model_dir).model_variables
+    if [tuple(v.shape) for v in stored] != [tuple(w.shape) for w in weights]:
+        raise InpaintError(f"the variables in {model_dir} do not match the networks its model card describes.")
+    for w, v in zip(weights, stored):
+        w.assign(v.numpy())
+    return generator, discriminator, encoder, card
+
+
+def export(run_dir, base, version=None, force=False, settings=SearchSettings(), prior=None,
            limits=None, notes=None, encoder=None):
-    """Export a training run as BASE/<version>/ for TF Serving; return that path.
+    """Export a training run (or export a DCGAN SavedModel again) as BASE/<version>/; return that path.
 
     A DCGAN run exports the latent search (SearchCompleter), a context-encoder run
     Pathak et al.'s network (context_encoder.ContextEncoderCompleter) behind the same
     contract; a judge run goes to judge.export_judge (its `classify` signature).
 
     Args:
-        run_dir: a `tfinpaint train` run directory.
+        run_dir: a `tfinpaint train` run directory, or a version folder of an earlier
+            DCGAN export (its networks, prior and training record are kept: a new
+            version with new defaults or a newer contract when the run is gone).
         base: the model base directory (e.g. saved_models/fashion_mnist).
         version: integer version; default one more than the newest present.
         force: replace an existing version.
         settings: per-request search defaults baked into `inpaint` / `inpaint_png`
             (warm_start is turned on when there is an encoder).
-        prior: the search's prior term, fixed (search.PRIORS).
+        prior: the search's prior term, fixed (search.PRIORS); default "paper", or the
+            earlier export's.
         encoder: optional `tfinpaint train-encoder` run directory: E(y ⊙ M, M) -> z,
             exported for warm starts (the `encode` signature).
         limits: contract.Limits; default Limits.for_resolution(the model's).
@@ -564,6 +649,9 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
     """
     if not os.path.isdir(run_dir):
         raise InpaintError(f"{run_dir} is not a directory; pass the --out folder of `tfinpaint train`.")
+    if os.path.isfile(os.path.join(run_dir, "saved_model.pb")):
+        return _export_again(run_dir, base, version, force, settings, prior, limits, notes, encoder)
+    prior = prior or "paper"
     from tf_semantic_inpaint.train import load_run_config
 
     if load_run_config(run_dir).model == "judge":  # a classifier, with its own signature
@@ -571,13 +659,7 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
 
         return export_judge(run_dir, base, version=version, force=force, notes=notes)
     settings.check()
-    existing = versions(base)
-    version = version if version is not None else (existing[-1] + 1 if existing else 1)
-    if version < 1:
-        raise InpaintError(f"version must be a positive integer, got {version}.")
-    target = os.path.join(base, str(version))
-    if os.path.exists(target) and not force:
-        raise InpaintError(f"{target} exists; pass --force to replace it or choose another --version.")
+    target = _target(base, version, force)
     try:
         check_fixed(settings.window, prior)  # before any model is loaded
     except ValueError as error:
@@ -605,8 +687,8 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
         completer = SearchCompleter(generator, discriminator, prior, network)
     module = InpaintingModule(completer, settings, limits)
     card = {
-        "format": "tf-semantic-inpaint model card 3",
-        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "format": CARD_FORMAT,
+        "exported": _now(),
         **module.card(),
         "width": generator.width,
         "ema_decay": config.ema_decay,  # the exported G is the EMA of G's weights when > 0
@@ -619,6 +701,48 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
         "training_seconds": round(sum(session["seconds"] for session in sessions), 1),
         **(notes or {}),
     }
+    write_savedmodel(module, target, card, force)
+    return target
+
+
+def _target(base, version, force):
+    """BASE/<version> (default one more than the newest), refused when it exists without force."""
+    existing = versions(base)
+    version = version if version is not None else (existing[-1] + 1 if existing else 1)
+    if version < 1:
+        raise InpaintError(f"version must be a positive integer, got {version}.")
+    target = os.path.join(base, str(version))
+    if os.path.exists(target) and not force:
+        raise InpaintError(f"{target} exists; pass --force to replace it or choose another --version.")
+    return target
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _export_again(model_dir, base, version, force, settings, prior, limits, notes, encoder):
+    """`export` of an earlier DCGAN export's networks, with this code's contract and `settings`."""
+    if encoder is not None:
+        raise InpaintError("--encoder takes a training run; an export keeps the encoder it has.")
+    settings.check()
+    target = _target(base, version, force)
+    if os.path.realpath(target) == os.path.realpath(model_dir):
+        raise InpaintError(f"{target} is the model being exported again; choose another --version.")
+    generator, discriminator, network, old = load_exported_networks(model_dir)
+    prior = prior or old["search_fixed"]["prior"]
+    try:
+        check_fixed(settings.window, prior)
+    except ValueError as error:
+        raise InpaintError(str(error)) from None
+    if network is not None:
+        settings = dataclasses.replace(settings, warm_start=True)
+    module = InpaintingModule(SearchCompleter(generator, discriminator, prior, network), settings, limits)
+    contract = module.card()
+    kept = {k: v for k, v in old.items() if k not in contract and k not in ("format", "exported")}
+    card = {"format": CARD_FORMAT, "exported": _now(), **contract, **kept,
+            "exported_again_from": {"path": os.path.abspath(model_dir), "exported": old.get("exported")},
+            **(notes or {})}
     write_savedmodel(module, target, card, force)
     return target
 

@@ -52,7 +52,8 @@ def search_in_chunks(functions, start, inputs, settings, chunk=CHUNK):
     lam, learning_rate = tf.constant(settings.lam, tf.float32), tf.constant(settings.learning_rate, tf.float32)
     ints = [tf.constant(int(getattr(settings, name))) for name in ("restarts", "seed", "samples", "window",
                                                                      "warm_start")]
-    carry = start(*inputs, tf.constant(settings.iterations), lam, learning_rate, *ints)
+    carry = start(*inputs, tf.constant(settings.iterations), lam, learning_rate, *ints, *_refinement(functions,
+                                                                                                     settings))
     done = 0
     yield done, carry, None
     while done < settings.iterations:
@@ -64,13 +65,26 @@ def search_in_chunks(functions, start, inputs, settings, chunk=CHUNK):
 
 def run_in_chunks(functions, start, finish, inputs, settings, progress=None, chunk=CHUNK):
     """`search_in_chunks` to the end, calling progress(done, total, losses) after each chunk,
-    then `finish(carry, *inputs, λ, restarts, samples)`; its outputs as NumPy."""
+    then `finish(carry, *inputs, λ, restarts, samples[, refine_steps, refine_radius])`; its outputs
+    as NumPy."""
     for done, carry, losses in search_in_chunks(functions, start, inputs, settings, chunk):  # noqa: B007 (carry: after)
         if progress is not None and losses is not None:
             progress(done, settings.iterations, losses)
     outputs = finish(carry, *inputs, tf.constant(settings.lam, tf.float32), tf.constant(settings.restarts),
-                     tf.constant(settings.samples))
+                     tf.constant(settings.samples), *_refinement(functions, settings))
     return {key: value.numpy() for key, value in outputs.items()}
+
+
+def has_refinement(functions):
+    """Whether an export takes the refinement settings (those before it have no refine_* inputs)."""
+    return hasattr(functions, "inpaint_with_refinement")
+
+
+def _refinement(functions, settings):
+    """The refine_* inputs of the chunked functions: none for an export from before them."""
+    if not has_refinement(functions):
+        return ()
+    return tf.constant(settings.refine_steps), tf.constant(settings.refine_radius, tf.float32)
 
 
 class LocalModel:
@@ -103,7 +117,9 @@ class LocalModel:
         self.z_dim = self.functions.signatures["inpaint"].structured_outputs["z"].shape[-1]
         self.card = read_card(self.path)
         limits = {k: v.numpy().item() for k, v in self.functions.signatures["limits"]().items()}
-        defaults = {k: limits.pop(f"default_{k}") for k in SearchSettings.__dataclass_fields__}
+        # An export from before the refinement has no refine_* defaults: it has no refinement.
+        defaults = {k: limits.pop(f"default_{k}") for k in SearchSettings.__dataclass_fields__
+                    if f"default_{k}" in limits}
         self.defaults = SearchSettings(**{**defaults, "warm_start": bool(defaults["warm_start"])})
         self.limits = Limits(**limits)
 
@@ -112,7 +128,11 @@ class LocalModel:
         return self.functions.signatures
 
     def _settings(self, settings, batch):
-        return (settings or self.defaults).check(self.limits, batch)
+        settings = (settings or self.defaults).check(self.limits, batch)
+        if settings.refine_steps and not has_refinement(self.functions):
+            raise InpaintError(f"{self.path} was exported before the refinement existed: ask for refine_steps "
+                               "= 0, or export it again (`tfinpaint export` takes its folder).")
+        return settings
 
     def search(self, images, masks, settings=None, progress=None):
         """The search on arrays at the model's size (what the `inpaint` signature does).
