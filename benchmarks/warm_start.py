@@ -4,7 +4,7 @@
 
 Builds the export's module in memory (G and D of GAN_RUN's newest checkpoint or final
 models, E of ENCODER_RUN: the graph `tfinpaint export --encoder` writes) and runs the
-`inpaint_with_options` function on the first n validation images under each of the
+`inpaint_with_refinement` function on the first n validation images under each of the
 paper's four masks (the masks of benchmarks/search_defaults.py), for:
 
 - random starts (the paper's), 300 steps x 4 restarts: the first model's default;
@@ -37,7 +37,7 @@ def run(module, images, masks, settings):
     options = {k: tf.constant(int(v) if isinstance(v, bool) else v) for k, v in dataclasses.asdict(settings).items()}
     scores, started = {}, time.perf_counter()
     for kind in MASKS:
-        found = module.inpaint_with_options(tf.constant(images), tf.constant(masks[kind]), **options)
+        found = module.inpaint_with_refinement(tf.constant(images), tf.constant(masks[kind]), **options)
         for estimate, key in (("sample", "generated"), ("mean", "mean")):
             fills = found[key].numpy()
             blended = np.stack([poisson_blend(y, g, m) for y, g, m in zip(images, fills, masks[kind])])
