@@ -300,7 +300,9 @@ def test_context_encoder_rows_are_its_exported_completions(report, tiny_context_
         example = report.examples[kind]
         given = list(example["truth"] * example["mask"])
         expected = inpaint_batch(given, list(example["mask"]), model, blend=False)
-        np.testing.assert_array_equal(example["outputs"]["context_encoder"], np.stack([r.completed for r in expected]))
+        # Up to one 16-bit level: the two graphs may round a value on the other side of a step.
+        np.testing.assert_allclose(example["outputs"]["context_encoder"], np.stack([r.completed for r in expected]),
+                                   rtol=0, atol=1.01 / 65535)
         assert report.scores["context_encoder"][kind].known_kept
     assert report.seconds["context_encoder"] > 0
 

@@ -154,7 +154,9 @@ class Report:
             # :g shows a float32-rounded 0.03 from a model's limits signature as 0.03.
             search = (f"{s['iterations']} iterations, {s['restarts']} restarts, learning rate "
                       f"{s['learning_rate']:g}, λ {s['lam']:g}, seed {s['seed']}"
-                      + "".join(f", {k} {s[k]}" for k in ("prior", "window") if k in s))
+                      + "".join(f", {k} {s[k]}" for k in ("prior", "window") if k in s)
+                      + (f", then {s['refine_steps']} refinement steps within {s['refine_radius']:g}"
+                         if s.get("refine_steps") else ""))
         else:
             search = "the server's defaults"
         return (f"Dataset {self.dataset}, split {self.split}, n = {self.n} images at "
