@@ -6,8 +6,9 @@ In one run, through the shipped SavedModels as the library runs them (LocalModel
 exported graph): the time to complete ONE 28x28 image (best of --repeats) and the images
 per second of a batch of 64, for
 
-- "default":   the shipped model (version 2: EMA G, encoder warm start, 25 steps x 8
-               restarts) with its own defaults;
+- "default":   the newest shipped model (version 3: version 2's networks, encoder warm
+               start, 25 steps x 8 restarts, then the refinement of G's features) with
+               its own defaults;
 - "first":     the first shipped model (version 1) with its defaults (300 x 4, random
                starts), the default this replaces;
 - "paper":     version 2 run as published (contract.PAPER: 1500 steps, one random
@@ -43,12 +44,14 @@ def main():
     ds, _ = data.load_images("fashion_mnist", "validation", 28)
     images = np.stack(list(ds.take(64).as_numpy_iterator())) * 0.5 + 0.5
     masks = np.stack([make_mask("center", 28, 28, seed=i) for i in range(64)])
-    latest, first = LocalModel(os.path.join(BASE, "2")), LocalModel(os.path.join(BASE, "1"))
+    from tf_semantic_inpaint.contract import versions
+
+    latest, first = LocalModel(os.path.join(BASE, str(versions(BASE)[-1]))), LocalModel(os.path.join(BASE, "1"))
     runs = {
         "default": (latest, latest.defaults),
         "first": (first, first.defaults),
         "paper": (latest, dataclasses.replace(latest.defaults, **{
-            k: getattr(PAPER, k) for k in ("iterations", "restarts", "lam", "window", "warm_start")})),
+            k: getattr(PAPER, k) for k in ("iterations", "restarts", "lam", "window", "warm_start", "refine_steps")})),
     }
     peak = matmul_peak_gflops()
     rows = {}
