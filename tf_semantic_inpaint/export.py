@@ -741,7 +741,8 @@ def _export_again(model_dir, base, version, force, settings, prior, limits, note
     contract = module.card()
     kept = {k: v for k, v in old.items() if k not in contract and k not in ("format", "exported")}
     card = {"format": CARD_FORMAT, "exported": _now(), **contract, **kept,
-            "exported_again_from": {"path": os.path.abspath(model_dir), "exported": old.get("exported")},
+            # relative to the new version, so the card holds no path of this machine
+            "exported_again_from": {"path": os.path.relpath(model_dir, target), "exported": old.get("exported")},
             **(notes or {})}
     write_savedmodel(module, target, card, force)
     return target
