@@ -246,34 +246,36 @@ class LatentSearch:
         axes = list(range(1, len(h0.shape)))
         bound = radius * tf.sqrt(tf.reduce_sum(tf.square(h0), axis=axes, keepdims=True))
 
-        def total_loss(delta):
+        def answer(delta):
+            """(context_loss, prior_loss, generated) of the features h0 + delta."""
             generated = self.generator.from_features(h0 + delta, layer, training=False)
-            context, prior, _ = self.image_losses(generated, images, weights, lam)
-            return context + prior
+            return self.image_losses(generated, images, weights, lam)
 
-        def step(t, delta, m, v, best_delta, best_loss):
+        def keep_better(found, best):
+            """Per candidate, `found` where its L_c + L_p is lower than `best`'s, else `best`."""
+            better = found[0] + found[1] < best[0] + best[1]
+            return tuple(tf.where(tf.reshape(better, [-1] + [1] * (len(x.shape) - 1)), x, y)
+                         for x, y in zip(found, best))
+
+        def step(t, delta, m, v, best):
             with tf.GradientTape() as tape:
                 tape.watch(delta)
-                total = total_loss(delta)
-                summed = tf.reduce_sum(total)  # candidates are independent: one gradient call
+                found = answer(delta)
+                summed = tf.reduce_sum(found[0] + found[1])  # candidates are independent: one gradient call
             grad = tape.gradient(summed, delta)
-            improved = tf.reshape(total < best_loss, [-1] + [1] * len(axes))
-            best_delta = tf.where(improved, delta, best_delta)
-            best_loss = tf.minimum(total, best_loss)
+            best = keep_better(found, best)  # the answers themselves: smaller than the features
             update, m, v = _adam(grad, m, v, t + 1, self.refine_learning_rate)
             delta = delta - update
             norm = tf.sqrt(tf.reduce_sum(tf.square(delta), axis=axes, keepdims=True))
             delta = delta * tf.minimum(1.0, bound / tf.maximum(norm, 1e-12))
             delta = tf.nn.relu(h0 + delta) - h0  # h0 >= 0, so this stays inside the ball
-            return t + 1, delta, m, v, best_delta, best_loss
+            return t + 1, delta, m, v, best
 
         zeros = tf.zeros_like(h0)
         never = tf.fill([tf.shape(h0)[0]], float("inf"))
-        _, delta, _, _, best_delta, best_loss = tf.while_loop(
-            lambda t, *_: t < steps, step, (tf.constant(0), zeros, zeros, zeros, zeros, never))
-        final = tf.reshape(total_loss(delta) < best_loss, [-1] + [1] * len(axes))
-        generated = self.generator.from_features(h0 + tf.where(final, delta, best_delta), layer, training=False)
-        return self.image_losses(generated, images, weights, lam)
+        _, delta, _, _, best = tf.while_loop(
+            lambda t, *_: t < steps, step, (tf.constant(0), zeros, zeros, zeros, (never, never, tf.zeros_like(images))))
+        return keep_better(answer(delta), best)  # the last step's move was not yet scored
 
     def select_best(self, state, images, weights, lam, restarts, refine_steps=0, refine_radius=0.0):
         """Per image the best restart (of `candidates`, refined when refine_steps > 0).
