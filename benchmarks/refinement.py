@@ -79,13 +79,12 @@ def main():
     grid = GRID if args.only is None else {(0, 0.01): [tuple(float(x) if "." in x else int(x) for x in pair.split(":"))
                                                        for pair in args.only.split(",")]}
 
-    from tf_semantic_inpaint.contract import Limits, SearchSettings
-    from tf_semantic_inpaint.export import InpaintingModule, SearchCompleter, load_exported_networks
+    from tf_semantic_inpaint.contract import Limits
+    from tf_semantic_inpaint.export import InpaintingModule, SearchCompleter, earlier_defaults, load_exported_networks
     from tf_semantic_inpaint.local import LocalModel
 
     generator, discriminator, encoder, card = load_exported_networks(args.model)
-    defaults = SearchSettings(**{k: v for k, v in card["search_defaults"].items()
-                                 if k in SearchSettings.__dataclass_fields__})
+    defaults = earlier_defaults(args.model)
     config = types.SimpleNamespace(dataset=card["dataset"], resolution=card["resolution"], channels=card["channels"])
     images, masks = validation_set(config, args.n)
 

@@ -479,21 +479,16 @@ def export(run_dir, out, version, force, prior, encoder, **search):
     """
     _import_tensorflow_quietly()
     import dataclasses
-    import os
 
     from tf_semantic_inpaint import export as exporting
     from tf_semantic_inpaint.contract import SearchSettings
     from tf_semantic_inpaint.train import load_run_config
 
-    again = os.path.isfile(os.path.join(run_dir, "saved_model.pb"))
-    start = SearchSettings()
-    if again:  # the earlier export's defaults, those it had
-        old = exporting.read_card(run_dir).get("search_defaults", {})
-        start = SearchSettings(**{k: v for k, v in old.items() if k in SearchSettings.__dataclass_fields__})
-    settings = dataclasses.replace(start, **{k: v for k, v in search.items() if v is not None})
+    earlier = exporting.earlier_defaults(run_dir)  # exporting an export again: its defaults, unless given
+    settings = dataclasses.replace(earlier or SearchSettings(), **{k: v for k, v in search.items() if v is not None})
     path = exporting.export(run_dir, out, version=version, force=force, settings=settings, prior=prior,
                             encoder=encoder)
-    if not again and load_run_config(run_dir).model == "judge":
+    if earlier is None and load_run_config(run_dir).model == "judge":
         click.echo(f"Exported the judge {path}; `tfinpaint evaluate --judge {out}` uses it.")
         return
     click.echo(f"Exported {path}. Serve it with: tfinpaint serve {out}")

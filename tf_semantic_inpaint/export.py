@@ -620,6 +620,15 @@ def load_exported_networks(model_dir):
     return generator, discriminator, encoder, card
 
 
+def earlier_defaults(path):
+    """The search defaults of the SavedModel at `path` (those its card has; the rest keep
+    SearchSettings' own), or None when `path` is not an export (a training run)."""
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return None
+    given = read_card(path).get("search_defaults", {})
+    return SearchSettings(**{k: v for k, v in given.items() if k in SearchSettings.__dataclass_fields__})
+
+
 def export(run_dir, base, version=None, force=False, settings=SearchSettings(), prior=None,
            limits=None, notes=None, encoder=None):
     """Export a training run (or export a DCGAN SavedModel again) as BASE/<version>/; return that path.
@@ -649,7 +658,7 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
     """
     if not os.path.isdir(run_dir):
         raise InpaintError(f"{run_dir} is not a directory; pass the --out folder of `tfinpaint train`.")
-    if os.path.isfile(os.path.join(run_dir, "saved_model.pb")):
+    if earlier_defaults(run_dir) is not None:
         return _export_again(run_dir, base, version, force, settings, prior, limits, notes, encoder)
     prior = prior or "paper"
     from tf_semantic_inpaint.train import load_run_config
