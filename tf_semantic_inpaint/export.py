@@ -110,22 +110,30 @@ def check_settings(limits, batch, iterations, lam, learning_rate, restarts, samp
         _refuse_unless(tf.math.is_finite(learning_rate) & (learning_rate > 0),
                        "learning_rate must be a finite number > 0, got {}.", learning_rate),
         _refuse_unless(tf.math.is_finite(lam) & (lam >= 0), "lam must be a finite number >= 0, got {}.", lam),
-        _refuse_unless(refine_steps >= 0, "refine_steps must be >= 0, got {}.", refine_steps),
-        _refuse_unless(tf.math.is_finite(refine_radius) & (refine_radius >= 0),
-                       "refine_radius must be a finite number >= 0, got {}.", refine_radius),
+        *_refinement_checks(limits, refine_steps, refine_radius),
     ]
     for name, value, limit in (("iterations", iterations_64, limits.max_iterations),
                                ("restarts", restarts_64, limits.max_restarts),
                                ("batch", batch, limits.max_batch),
                                ("window", tf.cast(window, tf.int64), limits.max_window),
                                ("batch x restarts", batch * restarts_64, limits.max_candidates),
-                               ("refine_steps", refine_64, limits.max_iterations),
                                ("batch x restarts x iterations", batch * restarts_64 * iterations_64,
                                 limits.max_candidate_steps),
                                ("batch x restarts x (iterations + refine_steps)",
                                 batch * restarts_64 * (iterations_64 + refine_64), limits.max_candidate_steps)):
         checks.append(_refuse_unless(value <= limit, over_limit(name, "{}", limit), value))
     return checks
+
+
+def _refinement_checks(limits, refine_steps, refine_radius):
+    """Asserts of the refinement's settings alone: steps in 0..max_iterations, radius finite >= 0."""
+    return [
+        _refuse_unless(refine_steps >= 0, "refine_steps must be >= 0, got {}.", refine_steps),
+        _refuse_unless(refine_steps <= limits.max_iterations,
+                       over_limit("refine_steps", "{}", limits.max_iterations), refine_steps),
+        _refuse_unless(tf.math.is_finite(refine_radius) & (refine_radius >= 0),
+                       "refine_radius must be a finite number >= 0, got {}.", refine_radius),
+    ]
 
 
 def check_images(images, masks):
@@ -508,11 +516,7 @@ class InpaintingModule(tf.Module):
         """The refinement's settings, made to wait for their checks (the carry's size is bounded
         by `search_steps`' checks only if it came through them)."""
         candidates = tf.cast(tf.shape(tf.nest.flatten(carry)[0])[0], tf.int64)
-        limit = self.limits.max_iterations
-        checks = [_refuse_unless((refine_steps >= 0) & (refine_steps <= limit),
-                                 f"refine_steps must be in 0..{limit}, got {{}}.", refine_steps),
-                  _refuse_unless(tf.math.is_finite(refine_radius) & (refine_radius >= 0),
-                                 "refine_radius must be a finite number >= 0, got {}.", refine_radius),
+        checks = [*_refinement_checks(self.limits, refine_steps, refine_radius),
                   _refuse_unless(candidates * tf.cast(refine_steps, tf.int64) <= self.limits.max_candidate_steps,
                                  over_limit("candidates x refine_steps", "{}", self.limits.max_candidate_steps),
                                  candidates * tf.cast(refine_steps, tf.int64))]
