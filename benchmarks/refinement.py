@@ -21,7 +21,7 @@ import time
 import types
 
 import numpy as np
-from search_defaults import MASKS, _psnr, validation_set
+from search_defaults import MASKS, _psnr, rival_arguments, validation_set
 
 from common import machine, save
 
@@ -69,10 +69,7 @@ def summary(scores):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=os.path.join(REPO, "saved_models", "fashion_mnist", "2"))
-    parser.add_argument("--context-encoder", default=os.path.join(REPO, "saved_models", "fashion_mnist_ce"))
-    parser.add_argument("--n", type=int, default=128)
-    parser.add_argument("--name", default="validation")
+    rival_arguments(parser, 2)
     parser.add_argument("--only", default=None,
                         help="Run only these layer-0, lr-0.01 settings, e.g. '10:0.1,25:0.1' (steps:radius).")
     args = parser.parse_args()

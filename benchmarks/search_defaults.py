@@ -14,6 +14,7 @@ contract.SearchSettings and search.WINDOW cite this file.
 
 import argparse
 import dataclasses
+import os
 import time
 
 import numpy as np
@@ -25,6 +26,15 @@ MASKS = ("center", "pattern", "random", "half")
 
 def _psnr(a, b):
     return 10 * np.log10(1.0 / np.maximum(np.mean((a - b) ** 2, axis=(1, 2, 3)), 1e-10))
+
+
+def rival_arguments(parser, model_version):
+    """Add --model (that version of the shipped model), --context-encoder, --n and --name to `parser`."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parser.add_argument("--model", default=os.path.join(repo, "saved_models", "fashion_mnist", str(model_version)))
+    parser.add_argument("--context-encoder", default=os.path.join(repo, "saved_models", "fashion_mnist_ce"))
+    parser.add_argument("--n", type=int, default=128)
+    parser.add_argument("--name", default="validation")
 
 
 def validation_set(config, n):
