@@ -54,7 +54,7 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7", "scikit-image>=0.22", "nbclient>=0.10", "nbformat>=5", "ipykernel",
+        "test": ["pytest>=7", "pytest-xdist>=3", "scikit-image>=0.22", "nbclient>=0.10", "nbformat>=5", "ipykernel",
                  "matplotlib>=3.7", "ruff>=0.6", *BEAM],
         "notebooks": ["jupyter", "matplotlib>=3.7", "scikit-image>=0.22"],
         "evaluate": ["scikit-image>=0.22"],
