@@ -130,14 +130,18 @@ def main():
                 rows[f"{name}: mean c 1 mixed with G(E(y)), β {beta}"] = {
                     kind: blended_psnr(images, (1 - beta) * weighted(c, loss, 1.0) + beta * guess[kind], masks[kind])
                     for kind, (c, loss) in per_kind.items()}
-    for name, row in rows.items():
+    report(f"posterior_mean/{args.name}", rows, args, defaults, seconds_per_candidate_set=seconds)
+
+
+def report(name, rows, args, defaults, **extra):
+    """Round rows {row: {kind: dB}}, add their mean over the masks, print them and save them as NAME.json."""
+    for label, row in rows.items():
         row.update({k: round(v, 3) for k, v in row.items()})
         row["mean"] = round(float(np.mean([row[k] for k in MASKS])), 3)
-        print(f"{name:>70}: " + "  ".join(f"{k} {row[k]:6.2f}" for k in (*MASKS, "mean")), flush=True)
-    save(f"posterior_mean/{args.name}", {
-        "machine": machine(), "model": os.path.relpath(os.path.abspath(args.model), REPO), "split": "validation",
-        "n_validation_images": args.n, "search_defaults": dataclasses.asdict(defaults),
-        "seconds_per_candidate_set": seconds, "rows_blended_psnr": rows})
+        print(f"{label:>70}: " + "  ".join(f"{k} {row[k]:6.2f}" for k in (*MASKS, "mean")), flush=True)
+    save(name, {"machine": machine(), "model": os.path.relpath(os.path.abspath(args.model), REPO),
+                "split": "validation", "n_validation_images": args.n,
+                "search_defaults": dataclasses.asdict(defaults), **extra, "rows_blended_psnr": rows})
 
 
 if __name__ == "__main__":

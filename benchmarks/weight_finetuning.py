@@ -1,0 +1,110 @@
+"""Fine-tuning G's weights per image after the search (a deep generative prior): does it help? On VALIDATION images.
+
+    python benchmarks/weight_finetuning.py [--model saved_models/fashion_mnist/3] [--n 64] [--name NAME]
+
+Pan et al.'s deep generative prior (ECCV 2020) moves a copy of G's weights per image
+so that G(z*) fits the known pixels better than any z can. Here: the model's default
+search (warm start, 25 steps x 8 restarts, 10 refinement steps) gives z* of the best
+candidate; then Adam on all of G's weights, from the trained ones for every image,
+minimises the same L_c + L_p at that z* for S steps at learning rate η, and the
+completion is G'(z*). (No discriminator feature loss: this measures whether moving the
+weights on the search's own objective pays at all.)
+
+For each (S, η): mean PSNR of the blended completion per mask kind, against the
+default's best sample and posterior mean on the same images. Writes
+benchmarks/results/weight_finetuning/NAME.json.
+"""
+
+import argparse
+import dataclasses
+import time
+import types
+
+import numpy as np
+from posterior_mean import blended_psnr, report
+from search_defaults import MASKS, rival_arguments, validation_set
+
+GRID = ((20, 1e-4), (50, 3e-4), (20, 1e-3))  # (steps, learning rate)
+
+
+def fine_tuner(generator, discriminator, lam, window):
+    """tune(z [1, z_dim], y [1, H, W, C], masks [1, H, W, 1], steps, learning_rate) -> G'(z) [1, H, W, C],
+    G' being G with its weights moved by Adam on L_c + L_p (the paper's prior); G is restored after."""
+    import tensorflow as tf
+
+    from tf_semantic_inpaint.masks import importance_weights
+
+    weights = generator.trainable_variables
+    trained = [tf.identity(w) for w in weights]
+    moments = [(tf.Variable(tf.zeros_like(w)), tf.Variable(tf.zeros_like(w))) for w in weights]
+
+    @tf.function(reduce_retracing=True)
+    def tune(z, y, masks, steps, learning_rate):
+        importance = importance_weights(masks, window)
+        for w, start, (m, v) in zip(weights, trained, moments):
+            w.assign(start), m.assign(tf.zeros_like(start)), v.assign(tf.zeros_like(start))
+        for t in tf.range(1, steps + 1):
+            with tf.GradientTape() as tape:
+                x = generator(z, training=False)
+                context = tf.reduce_sum(importance * tf.abs(x - y))
+                prior = -lam * tf.reduce_sum(tf.nn.softplus(discriminator(x, training=False)))  # λ log(1 - D)
+                loss = context + prior
+            t_float = tf.cast(t, tf.float32)
+            for w, grad, (m, v) in zip(weights, tape.gradient(loss, weights), moments):
+                m.assign(0.9 * m + 0.1 * grad)
+                v.assign(0.999 * v + 0.001 * tf.square(grad))
+                w.assign_sub(learning_rate * (m / (1 - 0.9**t_float)) / (tf.sqrt(v / (1 - 0.999**t_float)) + 1e-8))
+        return generator(z, training=False)
+
+    def restored(*args):
+        try:
+            return tune(*args).numpy()
+        finally:
+            for w, start in zip(weights, trained):
+                w.assign(start)
+
+    return restored
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    rival_arguments(parser, 3)
+    parser.set_defaults(n=64)
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    from tf_semantic_inpaint import preprocess
+    from tf_semantic_inpaint.export import InpaintingModule, SearchCompleter, earlier_defaults, load_exported_networks
+
+    generator, discriminator, encoder, card = load_exported_networks(args.model)
+    defaults = earlier_defaults(args.model)
+    config = types.SimpleNamespace(dataset=card["dataset"], resolution=card["resolution"], channels=card["channels"])
+    images, masks = validation_set(config, args.n)
+    module = InpaintingModule(SearchCompleter(generator, discriminator, card["search_fixed"]["prior"], encoder,
+                                              refine_layer=card["search_fixed"]["refine_layer"],
+                                              refine_learning_rate=card["search_fixed"]["refine_learning_rate"]),
+                              defaults)
+    options = {k: tf.constant(int(v) if isinstance(v, bool) else v) for k, v in dataclasses.asdict(defaults).items()}
+    tune = fine_tuner(generator, discriminator, defaults.lam, defaults.window)
+    y = preprocess.to_model_range(images)
+    rows, seconds = {}, {}
+    for kind in MASKS:
+        found = module.inpaint_with_refinement(tf.constant(images), tf.constant(masks[kind]), **options)
+        z = found["z"].numpy()
+        for name, fill in (("default, best sample", found["generated"].numpy() * 2 - 1),
+                           ("default, posterior mean", found["mean"].numpy() * 2 - 1)):
+            rows.setdefault(name, {})[kind] = blended_psnr(images, fill, masks[kind])
+        for steps, learning_rate in GRID:
+            name = f"G's weights fine-tuned at z*, {steps} steps, lr {learning_rate}"
+            started = time.perf_counter()
+            tuned = np.concatenate([tune(z[i:i + 1], y[i:i + 1], masks[kind][i:i + 1], tf.constant(steps),
+                                         tf.constant(learning_rate, tf.float32)) for i in range(args.n)])
+            seconds.setdefault(name, 0.0)
+            seconds[name] += time.perf_counter() - started
+            rows.setdefault(name, {})[kind] = blended_psnr(images, tuned, masks[kind])
+    report(f"weight_finetuning/{args.name}", rows, args, defaults,
+           seconds_per_setting={k: round(v, 1) for k, v in seconds.items()})
+
+if __name__ == "__main__":
+    main()
