@@ -183,6 +183,13 @@ def _bomb(width, height):
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
 
 
+def _grey_pair_with_a_center_hole():
+    """Two mid-grey 28x28 images and their masks (1 = known) with a 14x14 central hole."""
+    masks = np.ones((2, 28, 28, 1), np.float32)
+    masks[:, 7:21, 7:21] = 0
+    return np.full((2, 28, 28, 1), 0.5, np.float32), masks
+
+
 def _refused(fn, match, **inputs):
     with pytest.raises(tf.errors.InvalidArgumentError, match=match):
         fn(**{k: tf.constant(v) for k, v in inputs.items()})
@@ -192,9 +199,7 @@ def test_every_input_is_checked_before_any_work(exported):
     """The probes of the hardening issue: each refused with the input, its value and the limit."""
     _, path = exported
     loaded = tf.saved_model.load(path)
-    images = np.full((2, 28, 28, 1), 0.5, np.float32)
-    masks = np.ones((2, 28, 28, 1), np.float32)
-    masks[:, 7:21, 7:21] = 0
+    images, masks = _grey_pair_with_a_center_hole()
     fn = loaded.signatures["inpaint_with_settings"]
     ok = dict(images=images, masks=masks, iterations=np.int32(2), lam=np.float32(0.003),
               learning_rate=np.float32(0.03), restarts=np.int32(2), seed=np.int32(0))
@@ -439,9 +444,7 @@ def test_the_refinement_signature_equals_the_library_search(exported, tiny_model
 def test_refinement_requests_are_checked_before_any_work(exported):
     _, path = exported
     loaded = tf.saved_model.load(path)
-    images = np.full((2, 28, 28, 1), 0.5, np.float32)
-    masks = np.ones((2, 28, 28, 1), np.float32)
-    masks[:, 7:21, 7:21] = 0
+    images, masks = _grey_pair_with_a_center_hole()
     fn = loaded.signatures["inpaint_with_refinement"]
     limits = Limits.for_resolution(28)
     for change, message in [
