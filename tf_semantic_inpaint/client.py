@@ -21,7 +21,7 @@ import urllib.request
 
 import numpy as np
 
-from tf_semantic_inpaint.contract import Limits, SearchSettings
+from tf_semantic_inpaint.contract import Limits, SearchSettings, before_refinement
 from tf_semantic_inpaint.errors import InpaintError
 
 DEFAULT_TIMEOUT = 60.0  # seconds; TF Serving's own REST timeout is 30 s
@@ -156,8 +156,7 @@ class RestModel:
             if self.refinement:
                 signature += "_with_refinement"
             elif settings.refine_steps:
-                raise ServingError(f"model {self.model_name!r} was exported before the refinement existed: ask "
-                                   "for refine_steps = 0, or export it again (`tfinpaint export` takes its folder).")
+                raise ServingError(before_refinement(f"model {self.model_name!r}"))
             else:
                 signature += "_with_options"
                 fields = {k: v for k, v in fields.items() if not k.startswith("refine_")}

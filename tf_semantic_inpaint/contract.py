@@ -145,6 +145,12 @@ class Limits:
         return found
 
 
+def before_refinement(model):
+    """The one wording of a refinement asked of an export from before it (`model` names it)."""
+    return (f"{model} was exported before the refinement existed: ask for refine_steps = 0, or export it "
+            "again (`tfinpaint export` takes its folder).")
+
+
 def over_limit(name, value, limit):
     """The one wording of a refused request, also used inside the exported graph."""
     # No quotes: TensorFlow escapes them in an Assert's message.

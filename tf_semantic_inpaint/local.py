@@ -15,7 +15,7 @@ import os
 
 import tensorflow as tf
 
-from tf_semantic_inpaint.contract import Limits, SearchSettings, resolve_model_dir
+from tf_semantic_inpaint.contract import Limits, SearchSettings, before_refinement, resolve_model_dir
 from tf_semantic_inpaint.errors import InpaintError
 
 SHIPPED_MODEL = "fashion_mnist"
@@ -130,8 +130,7 @@ class LocalModel:
     def _settings(self, settings, batch):
         settings = (settings or self.defaults).check(self.limits, batch)
         if settings.refine_steps and not has_refinement(self.functions):
-            raise InpaintError(f"{self.path} was exported before the refinement existed: ask for refine_steps "
-                               "= 0, or export it again (`tfinpaint export` takes its folder).")
+            raise InpaintError(before_refinement(self.path))
         return settings
 
     def search(self, images, masks, settings=None, progress=None):
