@@ -64,18 +64,24 @@ def weighted(candidates, losses, temperature):
     return np.einsum("nr,nr...->n...", w, candidates).astype(np.float32)
 
 
+def exported_completer(model):
+    """(SearchCompleter, search defaults, model card) of the DCGAN export at `model`, with its fixed settings."""
+    from tf_semantic_inpaint.export import SearchCompleter, earlier_defaults, load_exported_networks
+
+    generator, discriminator, encoder, card = load_exported_networks(model)
+    fixed = card["search_fixed"]
+    completer = SearchCompleter(generator, discriminator, fixed["prior"], encoder, refine_layer=fixed["refine_layer"],
+                                refine_learning_rate=fixed["refine_learning_rate"])
+    return completer, earlier_defaults(model), card
+
+
 def candidate_sets(model, images, masks):
     """{set name: {kind: (candidates [n, R, H, W, C] in [-1, 1], losses [n, R])}}, and seconds per set."""
     import tensorflow as tf
 
     from tf_semantic_inpaint import preprocess
-    from tf_semantic_inpaint.export import SearchCompleter, earlier_defaults, load_exported_networks
 
-    generator, discriminator, encoder, card = load_exported_networks(model)
-    defaults = earlier_defaults(model)
-    completer = SearchCompleter(generator, discriminator, card["search_fixed"]["prior"], encoder,
-                                refine_layer=card["search_fixed"]["refine_layer"],
-                                refine_learning_rate=card["search_fixed"]["refine_learning_rate"])
+    completer, defaults, _ = exported_completer(model)
     lam = tf.constant(defaults.lam)
 
     @tf.function(reduce_retracing=True)

@@ -21,7 +21,7 @@ import time
 import types
 
 import numpy as np
-from posterior_mean import blended_psnr, report
+from posterior_mean import blended_psnr, exported_completer, report
 from search_defaults import MASKS, rival_arguments, validation_set
 
 GRID = ((20, 1e-4), (50, 3e-4), (20, 1e-3))  # (steps, learning rate)
@@ -75,16 +75,13 @@ def main():
     import tensorflow as tf
 
     from tf_semantic_inpaint import preprocess
-    from tf_semantic_inpaint.export import InpaintingModule, SearchCompleter, earlier_defaults, load_exported_networks
+    from tf_semantic_inpaint.export import InpaintingModule
 
-    generator, discriminator, encoder, card = load_exported_networks(args.model)
-    defaults = earlier_defaults(args.model)
+    completer, defaults, card = exported_completer(args.model)
+    generator, discriminator = completer.generator, completer.discriminator
     config = types.SimpleNamespace(dataset=card["dataset"], resolution=card["resolution"], channels=card["channels"])
     images, masks = validation_set(config, args.n)
-    module = InpaintingModule(SearchCompleter(generator, discriminator, card["search_fixed"]["prior"], encoder,
-                                              refine_layer=card["search_fixed"]["refine_layer"],
-                                              refine_learning_rate=card["search_fixed"]["refine_learning_rate"]),
-                              defaults)
+    module = InpaintingModule(completer, defaults)
     options = {k: tf.constant(int(v) if isinstance(v, bool) else v) for k, v in dataclasses.asdict(defaults).items()}
     tune = fine_tuner(generator, discriminator, defaults.lam, defaults.window)
     y = preprocess.to_model_range(images)
