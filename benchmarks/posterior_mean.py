@@ -66,12 +66,10 @@ def weighted(candidates, losses, temperature):
 
 def exported_completer(model):
     """(SearchCompleter, search defaults, model card) of the DCGAN export at `model`, with its fixed settings."""
-    from tf_semantic_inpaint.export import SearchCompleter, earlier_defaults, load_exported_networks
+    from tf_semantic_inpaint.export import earlier_defaults
+    from tf_semantic_inpaint.export import exported_completer as completer_of
 
-    generator, discriminator, encoder, card = load_exported_networks(model)
-    fixed = card["search_fixed"]
-    completer = SearchCompleter(generator, discriminator, fixed["prior"], encoder, refine_layer=fixed["refine_layer"],
-                                refine_learning_rate=fixed["refine_learning_rate"])
+    completer, card = completer_of(model)
     return completer, earlier_defaults(model), card
 
 

@@ -461,6 +461,37 @@ def test_refinement_requests_are_checked_before_any_work(exported):
     assert fn(**_refinement_inputs(images, masks, 2))["z"].shape == (2, 100)  # and it still answers
 
 
+def test_exporting_again_keeps_the_refinement_fixed_in_the_earlier_export(exported, tiny_models, tmp_path,
+                                                                          fashion_mnist_test_images):
+    """The refinement's layer and rate are fixed in an export's graph and its card: exporting it
+    again keeps the card's, not this code's defaults, and the new graph refines with them."""
+    import shutil
+
+    from tf_semantic_inpaint.search import LatentSearch
+
+    _, path = exported
+    earlier = str(tmp_path / "earlier" / "1")
+    shutil.copytree(path, earlier)
+    card = exporting.read_card(earlier)
+    card["search_fixed"].update(refine_layer=1, refine_learning_rate=0.05)  # as if exported with other constants
+    with open(os.path.join(earlier, "model_card.json"), "w") as f:
+        json.dump(card, f)
+    again = exporting.export(earlier, str(tmp_path / "m"), settings=SETTINGS)
+    assert exporting.read_card(again)["search_fixed"] == {"prior": "paper", "encoder": False, "refine_layer": 1,
+                                                          "refine_learning_rate": 0.05}
+    images, masks = _images_and_masks(fashion_mnist_test_images[:2])
+    out = tf.saved_model.load(again).signatures["inpaint_with_refinement"](**_refinement_inputs(images, masks, 10))
+    y, m = tf.constant(images * 2 - 1), tf.constant(masks)
+    args = (tf.constant(25), tf.constant(SETTINGS.lam), tf.constant(0.05), tf.constant(2), tf.constant(5),
+            tf.constant(10), tf.constant(0.3))
+    kept = LatentSearch(*tiny_models, window=15, refine_layer=1, refine_learning_rate=0.05)
+    np.testing.assert_allclose(out["generated"].numpy(), kept.search(y, m, *args)["generated"].numpy() * 0.5 + 0.5,
+                               atol=1e-4)
+    default = LatentSearch(*tiny_models, window=15)  # layer 0, rate 0.01: a different answer
+    other = default.search(y, m, *args)["generated"].numpy() * 0.5 + 0.5
+    assert np.abs(out["generated"].numpy() - other).max() > 1e-3
+
+
 def test_an_export_exported_again_keeps_its_networks_and_takes_new_defaults(exported, tmp_path,
                                                                             fashion_mnist_test_images):
     """The shipped model gains a newer contract without its training run: same G and D, same

@@ -636,6 +636,18 @@ def load_exported_networks(model_dir):
     return generator, discriminator, encoder, card
 
 
+def exported_completer(model_dir, prior=None):
+    """(SearchCompleter, model card) of a DCGAN export: its G, D and encoder with the fixed
+    settings its card records (`prior` replaces the card's; a card from before the
+    refinement gets this code's refinement)."""
+    generator, discriminator, encoder, card = load_exported_networks(model_dir)
+    fixed = card["search_fixed"]
+    completer = SearchCompleter(generator, discriminator, prior or fixed["prior"], encoder,  # ValueError: bad prior
+                                refine_layer=fixed.get("refine_layer", REFINE_LAYER),
+                                refine_learning_rate=fixed.get("refine_learning_rate", REFINE_LEARNING_RATE))
+    return completer, card
+
+
 def earlier_defaults(path):
     """The search defaults of the SavedModel at `path` (those its card has; the rest keep
     SearchSettings' own), or None when `path` is not an export (a training run)."""
@@ -754,15 +766,14 @@ def _export_again(model_dir, base, version, force, settings, prior, limits, note
     target = _target(base, version, force)
     if os.path.realpath(target) == os.path.realpath(model_dir):
         raise InpaintError(f"{target} is the model being exported again; choose another --version.")
-    generator, discriminator, network, old = load_exported_networks(model_dir)
-    prior = prior or old["search_fixed"]["prior"]
     try:
-        check_fixed(settings.window, prior)
+        completer, old = exported_completer(model_dir, prior)
+        check_fixed(settings.window, completer.fixed["prior"])
     except ValueError as error:
         raise InpaintError(str(error)) from None
-    if network is not None:
+    if completer.encoder is not None:
         settings = dataclasses.replace(settings, warm_start=True)
-    module = InpaintingModule(SearchCompleter(generator, discriminator, prior, network), settings, limits)
+    module = InpaintingModule(completer, settings, limits)
     contract = module.card()
     kept = {k: v for k, v in old.items() if k not in contract and k not in ("format", "exported")}
     card = {"format": CARD_FORMAT, "exported": _now(), **contract, **kept,
