@@ -166,6 +166,59 @@ def test_bad_resolution_fails_before_touching_out(tmp_path):
     assert not os.path.exists(tmp_path / "r")
 
 
+@pytest.fixture(scope="module")
+def exported_run(run, tmp_path_factory):
+    """The tiny run (2 epochs) exported as version 1, as a shipped model whose run is gone."""
+    from tf_semantic_inpaint.contract import SearchSettings
+    from tf_semantic_inpaint.export import export
+
+    return export(run[0], str(tmp_path_factory.mktemp("models") / "tiny"), settings=SearchSettings(iterations=5))
+
+
+def test_a_run_starts_from_an_export_and_counts_its_epochs_on(exported_run, tmp_path):
+    """--init-from: G, its moving average and D start as the export's; epochs, sessions and
+    the next export's training time count on from the export's."""
+    from tf_semantic_inpaint.export import export, load_exported_networks, read_card
+
+    generator, discriminator, _, card = load_exported_networks(exported_run)
+    fresh = build_gan(28, 1, width=8, seed=3)
+    training._start_from_export(fresh, tf.Variable(0, dtype=tf.int64), exported_run, None)
+    for model, source in ((fresh.generator, generator), (fresh.ema_generator, generator),
+                          (fresh.discriminator, discriminator)):
+        for a, b in zip(model.weights, source.weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+    out = str(tmp_path / "more")
+    # Another seed than the exported run's: a D started from scratch would not be near the export's.
+    gan = training.train(dataclasses.replace(TINY_RUN, epochs=3, seed=4, init_from=exported_run), out, verbose=0)
+    assert int(gan.g_optimizer.iterations.numpy()) == 3  # one epoch of 3 steps: epochs 1-2 are the export's
+    kept = tf.train.get_checkpoint_state(os.path.join(out, "checkpoints")).all_model_checkpoint_paths
+    assert [os.path.basename(p) for p in kept] == ["ckpt-3"]
+    # Three Adam steps at 2e-4 move each weight of D by about 6e-4 at most: still the export's D.
+    for a, b in zip(gan.discriminator.trainable_weights, discriminator.trainable_weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-3)
+    earlier, session = training.load_sessions(out)
+    assert earlier["from"] == exported_run and earlier["epochs"] == [0, 2] and session["epochs"] == [2, 3]
+    again = read_card(export(out, str(tmp_path / "models")))
+    assert again["init_from"] == exported_run and again["epochs"] == 3
+    assert again["training_seconds"] == round(card["training_seconds"] + session["seconds"], 1)
+
+
+def test_init_from_refuses_what_it_cannot_continue_before_writing(exported_run, tmp_path):
+    out = tmp_path / "x"
+    for change, message in [
+        (dict(width=16), r"not a DCGAN of this run's .*'width': 16.*set --resolution"),
+        (dict(epochs=2), "was trained 2 epochs; --epochs counts on from there"),
+        (dict(model="context-encoder"), "--init-from starts a DCGAN"),
+    ]:
+        config = dataclasses.replace(TINY_RUN, **{"epochs": 3, "init_from": exported_run, **change})
+        with pytest.raises(training.TrainingError, match=message):
+            training.train(config, str(out), verbose=0)
+    with pytest.raises(training.TrainingError, match="is not a SavedModel version folder"):
+        training.train(dataclasses.replace(TINY_RUN, init_from=str(tmp_path)), str(out), verbose=0)
+    assert not out.exists()
+
+
 def test_nan_losses_stop_training_and_keep_the_last_good_checkpoint(tmp_path):
     """Non-finite data makes the losses NaN at the first step of epoch 2."""
     gan = build_gan(28, 1, width=8, seed=0)

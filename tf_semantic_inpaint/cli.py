@@ -132,6 +132,9 @@ def prepare(dataset, data_dir):
                    "0 = none.")
 @click.option("--keep-checkpoints", type=int, default=3, show_default=True,
               help="Newest checkpoints to keep; 0 keeps every epoch's (to choose one by validation).")
+@click.option("--init-from", type=click.Path(exists=True, file_okay=False), default="",
+              help="A DCGAN SavedModel version (e.g. saved_models/fashion_mnist/3) whose G and D start the "
+                   "run, to train it on when its run is gone; --epochs counts on from the export's.")
 @click.pass_context
 @_user_errors
 def train(ctx, out, resume, **options):
@@ -144,6 +147,7 @@ def train(ctx, out, resume, **options):
         tfinpaint train --dataset fashion_mnist --epochs 20 --out runs/fmnist
         tfinpaint train --model context-encoder --epochs 15 --out runs/fmnist_ce
         tfinpaint train --model judge --epochs 10 --out runs/fmnist_judge
+        tfinpaint train --init-from saved_models/fashion_mnist/3 --epochs 40 --out runs/fmnist_more
     """
     _import_tensorflow_quietly()
     import dataclasses

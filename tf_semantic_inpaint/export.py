@@ -736,6 +736,7 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
         "seed": config.seed,
         "training_sessions": sessions,
         "training_seconds": round(sum(session["seconds"] for session in sessions), 1),
+        **({"init_from": config.init_from} if config.init_from else {}),
         **(notes or {}),
     }
     write_savedmodel(module, target, card, force)

@@ -79,6 +79,9 @@ class TrainConfig:
     adversarial_weight: float | None = None
     ema_decay: float = EMA_DECAY  # 0: no EMA of G (runs from before the EMA existed)
     keep_checkpoints: int = 3  # newest checkpoints kept; 0 keeps every epoch's (to choose one)
+    # A DCGAN export whose networks start the run (G and its moving average from the exported
+    # G, D from its D, fresh optimizers); epochs count on from the export's. "" = from scratch.
+    init_from: str = ""
 
     def model_fields(self):
         return {k: getattr(self, k) for k in _MODEL_FIELDS}
@@ -315,6 +318,8 @@ def train(config, out, resume=False, verbose="auto"):
     if not 0.0 <= config.ema_decay < 1.0 or config.keep_checkpoints < 0:
         raise TrainingError("--ema-decay must be in [0, 1) (0: no EMA of G) and "
                             "--keep-checkpoints >= 0 (0: keep all).")
+    if config.init_from:
+        _check_init_from(config, out, resume)
     chief, task_id = cluster_role(config.strategy)
     # Every worker checks before the strategy's start-up barrier; the chief writes only after it,
     # so no worker can mistake this run's own files for an existing run.
@@ -342,6 +347,56 @@ def train(config, out, resume=False, verbose="auto"):
 
 
 _SCRATCH_PREFIX = "tfinpaint-worker"
+
+
+def _check_init_from(config, out, resume):
+    """TrainingError unless `config.init_from` is a DCGAN export of the run's shape, checked
+    before anything is written; a resumed run must name the same export as when it began."""
+    from tf_semantic_inpaint.export import read_card
+
+    if config.model != "dcgan":
+        raise TrainingError("--init-from starts a DCGAN from an export; drop it or use --model dcgan.")
+    if not os.path.isfile(os.path.join(config.init_from, "saved_model.pb")):
+        raise TrainingError(f"--init-from {config.init_from} is not a SavedModel version folder; pass one "
+                            "such as saved_models/fashion_mnist/3.")
+    card = read_card(config.init_from)
+    shape = {k: getattr(config, k) for k in ("resolution", "channels", "z_dim", "width")}
+    theirs = {k: card.get(k) for k in shape}
+    if card.get("model") != "dcgan" or theirs != shape:
+        raise TrainingError(f"--init-from {config.init_from} holds a {card.get('model')} of {theirs}, not a DCGAN "
+                            f"of this run's {shape}; set --resolution, --channels, --z-dim and --width to the "
+                            "export's.")
+    if resume and os.path.isfile(os.path.join(out, "run.json")):
+        with open(os.path.join(out, "run.json")) as f:
+            began = json.load(f).get("init_from", "")
+        if os.path.realpath(began) != os.path.realpath(config.init_from):
+            raise TrainingError(f"{out} began from {began or 'scratch'}, not from {config.init_from}; "
+                                "resume it without --init-from.")
+    if card.get("epochs", 0) >= config.epochs:
+        raise TrainingError(f"{config.init_from} was trained {card.get('epochs')} epochs; --epochs counts on "
+                            "from there, so give more.")
+
+
+def _start_from_export(gan, epoch_var, export_dir, out):
+    """Set G, the moving average of G and D to the networks of the DCGAN export in `export_dir`
+    and the epoch to its card's; the chief (`out` given) records the export's training
+    sessions first in `out`/sessions.json, so the model card's training time stays whole.
+
+    The optimizers start fresh, and with them the moving average's warm-up (gan.py): for
+    its first few hundred steps it follows G closely, and G starts as the export's average."""
+    from tf_semantic_inpaint.export import load_exported_networks
+
+    generator, discriminator, _, card = load_exported_networks(export_dir)
+    targets = [(gan.generator, generator), (gan.discriminator, discriminator)]
+    if getattr(gan, "ema_generator", None) is not None:
+        targets.append((gan.ema_generator, generator))
+    for model, source in targets:
+        for weight, value in zip(model.weights, source.weights, strict=True):
+            weight.assign(value)
+    epoch_var.assign(card.get("epochs", 0))
+    if out is not None and not load_sessions(out):
+        sessions = [{**session, "from": export_dir} for session in card.get("training_sessions", [])]
+        write_bytes_atomic(os.path.join(out, "sessions.json"), json.dumps(sessions, indent=2).encode())
 
 
 def _remove_stale_scratch():
@@ -397,6 +452,8 @@ def _fit(config, out, work, chief, strategy, dataset, steps, resume, verbose):
     latest = tf.train.latest_checkpoint(os.path.join(out, "checkpoints")) if resume else None
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
+    elif config.init_from:
+        _start_from_export(gan, epoch_var, config.init_from, out if chief else None)
     initial_epoch = int(epoch_var.numpy())
     if initial_epoch >= config.epochs:
         print(f"{out} already trained {initial_epoch} of {config.epochs} epochs; nothing to do.",
