@@ -27,7 +27,8 @@ import numpy as np
 from posterior_mean import blended_psnr, exported_completer, report
 from search_defaults import MASKS, rival_arguments, validation_set
 
-# (steps, learning rate, feature weight β). At a random z the context loss is about 40-70 and the feature loss 0.25-0.55.
+# (steps, learning rate, feature weight β). At a random z the context loss is about 40-70,
+# the feature loss 0.25-0.55.
 GRID = ((20, 1e-4, 0.0), (50, 3e-4, 0.0), (20, 1e-3, 0.0), (20, 1e-4, 30.0), (20, 1e-4, 100.0), (50, 3e-4, 100.0))
 
 
