@@ -54,6 +54,23 @@ def tiny_export(tiny_models, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_run_dir(tiny_models, tmp_path_factory):
+    """A DCGAN training run directory of the tiny models as `tfinpaint train` leaves it (final models + run.json)."""
+    import dataclasses
+    import json
+
+    from tf_semantic_inpaint.train import TrainConfig
+
+    run = tmp_path_factory.mktemp("run")
+    generator, discriminator = tiny_models
+    generator.save(run / "generator.keras")
+    discriminator.save(run / "discriminator.keras")
+    config = TrainConfig(width=8, epochs=3, command="tfinpaint train --width 8 --epochs 3 --out run")
+    (run / "run.json").write_text(json.dumps(dataclasses.asdict(config)))
+    return str(run)
+
+
+@pytest.fixture(scope="session")
 def fashion_mnist_folder(fashion_mnist_train_images, tmp_path_factory):
     """A folder of 256 real Fashion-MNIST training images as PNG files (a `--dataset` folder)."""
     from tf_semantic_inpaint.images import write_image

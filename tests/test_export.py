@@ -1,5 +1,6 @@
-"""The SavedModel for TF Serving: layout, versions, every signature, both loaders, and
-every request refused in the graph before it costs anything."""
+"""The SavedModel for TF Serving: layout, every signature, both loaders, exporting an export
+again, and every request refused in the graph before it costs anything (versions on disk:
+test_export_versions.py)."""
 
 import dataclasses
 import json
@@ -17,7 +18,6 @@ from tf_semantic_inpaint.contract import Limits, SearchSettings
 from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.images import decode_image, encode_png
 from tf_semantic_inpaint.masks import make_mask, mask_png
-from tf_semantic_inpaint.train import TrainConfig
 
 SETTINGS = SearchSettings(iterations=25, restarts=2, learning_rate=0.05, seed=5)
 SIGNATURES = ["discriminate", "generate", "inpaint", "inpaint_png", "inpaint_png_with_options",
@@ -26,21 +26,9 @@ SIGNATURES = ["discriminate", "generate", "inpaint", "inpaint_png", "inpaint_png
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_models, tmp_path_factory):
-    """A training run directory as `tfinpaint train` leaves it (final models + run.json)."""
-    run = tmp_path_factory.mktemp("run")
-    generator, discriminator = tiny_models
-    generator.save(run / "generator.keras")
-    discriminator.save(run / "discriminator.keras")
-    config = TrainConfig(width=8, epochs=3, command="tfinpaint train --width 8 --epochs 3 --out run")
-    (run / "run.json").write_text(json.dumps(dataclasses.asdict(config)))
-    return str(run)
-
-
-@pytest.fixture(scope="module")
-def exported(run_dir, tmp_path_factory):
+def exported(tiny_run_dir, tmp_path_factory):
     base = str(tmp_path_factory.mktemp("models") / "fmnist")
-    path = exporting.export(run_dir, base, settings=SETTINGS, notes={"training_time_s": 12.5})
+    path = exporting.export(tiny_run_dir, base, settings=SETTINGS, notes={"training_time_s": 12.5})
     return base, path
 
 
@@ -66,55 +54,6 @@ def test_layout_and_model_card(exported):
     assert card["signatures"] == SIGNATURES
     mode = os.stat(path).st_mode & 0o777
     assert mode == 0o777 & ~_umask(), oct(mode)  # readable by a serving process of another user
-
-
-def test_versions_are_never_overwritten_without_force(run_dir, tmp_path):
-    base = str(tmp_path / "m")
-    assert exporting.export(run_dir, base, settings=SETTINGS).endswith("/1")
-    assert exporting.export(run_dir, base, settings=SETTINGS).endswith("/2")
-    before = os.path.getmtime(os.path.join(base, "1", "saved_model.pb"))
-    with pytest.raises(InpaintError, match="--force"):
-        exporting.export(run_dir, base, version=1, settings=SETTINGS)
-    assert os.path.getmtime(os.path.join(base, "1", "saved_model.pb")) == before
-    exporting.export(run_dir, base, version=1, force=True, settings=dataclasses.replace(SETTINGS, seed=9))
-    assert exporting.read_card(os.path.join(base, "1"))["search_defaults"]["seed"] == 9
-    assert sorted(os.listdir(base)) == ["1", "2"]
-
-
-def test_run_without_final_models_exports_its_newest_checkpoint(tmp_path):
-    from tf_semantic_inpaint import train as training
-
-    out = str(tmp_path / "run")
-    config = TrainConfig(width=8, batch_size=16, epochs=1, steps_per_epoch=2)
-    gan = training.train(config, out, verbose=0)
-    os.remove(os.path.join(out, "generator.keras"))  # as if interrupted before the end
-    path = exporting.export(out, str(tmp_path / "m"), settings=SETTINGS)
-    card = exporting.read_card(path)
-    assert [s["epochs"] for s in card["training_sessions"]] == [[0, 1]]
-    assert card["training_seconds"] == card["training_sessions"][0]["seconds"] >= 0
-    loaded = tf.saved_model.load(path)
-    z = np.random.default_rng(0).uniform(-1, 1, (2, 100)).astype(np.float32)
-    np.testing.assert_allclose(
-        loaded.signatures["generate"](z=tf.constant(z))["images"].numpy(),
-        np.clip(gan.ema_generator(z).numpy() * 0.5 + 0.5, 0, 1), atol=1e-6,
-    )  # the moving average of G is what is exported
-    assert card["ema_decay"] == 0.999
-    raw, _, _ = exporting.load_trained_models(out, raw=True)  # the last iterate stays reachable
-    np.testing.assert_array_equal(raw(z).numpy(), gan.generator(z).numpy())
-
-
-def test_not_a_run_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(InpaintError, match="run.json"):
-        exporting.export(str(tmp_path), str(tmp_path / "m"))
-
-
-@pytest.mark.parametrize("options, message", [(dict(settings=SearchSettings(window=4)), "odd"),
-                                              (dict(prior="wild"), "unknown prior"),
-                                              (dict(settings=SearchSettings(restarts=0)), "restarts")])
-def test_bad_export_options_are_refused_before_loading(run_dir, tmp_path, options, message):
-    with pytest.raises(InpaintError, match=message):
-        exporting.export(run_dir, str(tmp_path / "m"), **options)
-    assert not os.path.exists(tmp_path / "m")
 
 
 def test_every_signature_in_process(exported, tiny_models, fashion_mnist_test_images):
@@ -260,44 +199,6 @@ def test_limits_signature_lists_the_limits_and_defaults(exported):
     assert values["default_iterations"] == 25 and values["default_restarts"] == 2 and values["default_seed"] == 5
     assert values["default_learning_rate"] == pytest.approx(0.05)
     assert values["default_refine_steps"] == 0 and values["default_refine_radius"] == pytest.approx(0.1)
-
-
-def test_stale_scratch_folders_of_killed_exports_are_removed_and_live_ones_kept(run_dir, tmp_path):
-    import socket
-
-    base = tmp_path / "m"
-    base.mkdir()
-    host = socket.gethostname()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()  # a process that has exited
-    stale = base / f".tmp-export-{host}-{dead}-abc"
-    (stale / "variables").mkdir(parents=True)
-    live = base / f".tmp-export-{host}-{os.getpid()}-def"
-    elsewhere = base / f".tmp-export-otherhost-{dead}-ghi"
-    live.mkdir()
-    elsewhere.mkdir()
-    exporting.export(run_dir, str(base), settings=SETTINGS)
-    assert sorted(os.listdir(base)) == sorted(["1", live.name, elsewhere.name])
-
-
-@pytest.mark.slow
-def test_an_export_killed_mid_write_leaves_nothing_the_next_export_keeps(run_dir, tmp_path):
-    import signal
-    import time as clock
-
-    base = tmp_path / "m"
-    code = ("import sys; from tf_semantic_inpaint import export as e; from tf_semantic_inpaint.contract import "
-            "SearchSettings; e.export(sys.argv[1], sys.argv[2], settings=SearchSettings(iterations=5))")
-    victim = subprocess.Popen([sys.executable, "-c", code, run_dir, str(base)],
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    while not (base.is_dir() and any(n.startswith(".tmp-export-") for n in os.listdir(base))):
-        assert victim.poll() is None, "the export ended before it could be killed"
-        clock.sleep(0.05)
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    assert any(n.startswith(".tmp-export-") for n in os.listdir(base))  # what kill -9 leaves
-    exporting.export(run_dir, str(base), settings=SETTINGS)
-    assert sorted(os.listdir(base)) == ["1"]
 
 
 def _umask():
