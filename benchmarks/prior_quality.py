@@ -35,31 +35,12 @@ from common import RESULTS, machine, save
 RANGE_STEPS, RANGE_STARTS, RANGE_LR = 300, 4, 0.03
 
 
-def models_from_savedmodel(path):
-    """(G, D, card) rebuilt as Keras models from an exported version's variables."""
-    import tensorflow as tf
-
-    from tf_semantic_inpaint.export import read_card
-    from tf_semantic_inpaint.models import Discriminator, Generator
-
-    card = read_card(path)
-    loaded = tf.saved_model.load(path)
-    res, ch = card["resolution"], card["channels"]
-    generator = Generator(res, ch, z_dim=card["z_dim"], width=card["width"])
-    discriminator = Discriminator(res, ch, width=card["width"])
-    # The module holds G's then D's weights, in the models' own order (export.py).
-    for target, source in zip(generator.weights + discriminator.weights, loaded.model_variables, strict=True):
-        target.assign(source)
-    z = np.random.default_rng(0).uniform(-1, 1, (4, card["z_dim"])).astype(np.float32)
-    exported = loaded.signatures["generate"](z=tf.constant(z))["images"].numpy()
-    assert np.allclose(exported, np.clip(generator(z).numpy() * 0.5 + 0.5, 0, 1), atol=1e-5)
-    return generator, discriminator, card
-
-
 def load_models(model, epoch=None, raw=False):
     """(G, D, description dict) from a SavedModel version or a training run."""
     if os.path.isfile(os.path.join(model, "saved_model.pb")):
-        generator, discriminator, card = models_from_savedmodel(model)
+        from tf_semantic_inpaint.export import load_exported_networks
+
+        generator, discriminator, _, card = load_exported_networks(model)
         config = types.SimpleNamespace(dataset=card["dataset"], resolution=card["resolution"],
                                        channels=card["channels"])
         return generator, discriminator, config, {"savedmodel": model, "epochs": card["epochs"]}
