@@ -56,6 +56,9 @@ def test_masks_command(tmp_path):
         (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
         (["--resolution", "30"], "4, 5, 6 or 7 times a power of two"),
         (["--dataset", "/no/such/folder"], "does not exist"),
+        (["--init-from", os.path.dirname(__file__)], "is not a SavedModel version folder"),
+        (["--init-from", os.path.join(os.path.dirname(os.path.dirname(__file__)), "saved_models", "fashion_mnist",
+                                      "4"), "--width", "32", "--epochs", "50"], "not a DCGAN of this run's"),
     ],
 )
 def test_train_refuses_bad_input_with_one_line(tmp_path, args, message):

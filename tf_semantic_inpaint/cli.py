@@ -132,7 +132,7 @@ def prepare(dataset, data_dir):
                    "0 = none.")
 @click.option("--keep-checkpoints", type=int, default=3, show_default=True,
               help="Newest checkpoints to keep; 0 keeps every epoch's (to choose one by validation).")
-@click.option("--init-from", type=click.Path(exists=True, file_okay=False), default="",
+@click.option("--init-from", type=click.Path(exists=True, file_okay=False), default=None,
               help="A DCGAN SavedModel version (e.g. saved_models/fashion_mnist/3) whose G and D start the "
                    "run, to train it on when its run is gone; --epochs counts on from the export's.")
 @click.pass_context
@@ -156,6 +156,7 @@ def train(ctx, out, resume, **options):
 
     options["channels"] = int(options["channels"] or 0)
     options["data_dir"] = options["data_dir"] or ""
+    options["init_from"] = options["init_from"] or ""
     given = {
         k: v for k, v in options.items()
         if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT
