@@ -6,7 +6,7 @@ In one run, through the shipped SavedModels as the library runs them (LocalModel
 exported graph): the time to complete ONE 28x28 image (best of --repeats) and the images
 per second of a batch of 64, for
 
-- "default":   the newest shipped model (version 3: version 2's networks, encoder warm
+- "default":   the newest shipped model (version 4: G trained 40 epochs, encoder warm
                start, 25 steps x 8 restarts, then the refinement of G's features) with
                its own defaults;
 - "first":     the first shipped model (version 1) with its defaults (300 x 4, random
