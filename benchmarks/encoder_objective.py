@@ -19,13 +19,11 @@ answers the same masked images. Writes benchmarks/results/encoder_objective/NAME
 """
 
 import argparse
-import dataclasses
 import time
-import types
 
 import numpy as np
-from posterior_mean import blended_psnr, exported_completer, report
-from search_defaults import MASKS, _psnr, rival_arguments, validation_set
+from posterior_mean import blended_psnr, default_search, report
+from search_defaults import MASKS, _psnr, rival_arguments
 
 # name -> (weight of the hole's squared error, weight of the known pixels' L1, weight of the
 # L1 over every pixel (the shipped objective)); all errors in G's [-1, 1] range, per pixel.
@@ -67,32 +65,27 @@ def main():
     args = parser.parse_args()
 
     import keras
-    import tensorflow as tf
 
     from tf_semantic_inpaint import data, preprocess
-    from tf_semantic_inpaint.export import InpaintingModule
     from tf_semantic_inpaint.local import LocalModel
 
-    completer, defaults, card = exported_completer(args.model)
+    # The search captures E's variables: assigning them retrains it in place.
+    completer, defaults, card, images, masks, search = default_search(args.model, args.n)
     generator, encoder = completer.generator, completer.encoder
-    config = types.SimpleNamespace(dataset=card["dataset"], resolution=card["resolution"], channels=card["channels"])
-    images, masks = validation_set(config, args.n)
     y = preprocess.to_model_range(images)
     rival = LocalModel(args.context_encoder)
     rows = {"context encoder": {kind: float(np.mean(_psnr(rival.search(images, masks[kind])["completed"], images)))
                                 for kind in MASKS}}
-    module = InpaintingModule(completer, defaults)  # E's variables are captured: assigning them retrains it in place
-    options = {k: tf.constant(int(v) if isinstance(v, bool) else v) for k, v in dataclasses.asdict(defaults).items()}
     shipped = [w.numpy() for w in encoder.weights]
 
     def score(label):
         for kind in MASKS:
             guess = generator(encoder(y, masks[kind]), training=False).numpy()
             rows.setdefault(f"{label}: G(E(y)) alone", {})[kind] = blended_psnr(images, guess, masks[kind])
-            found = module.inpaint_with_refinement(tf.constant(images), tf.constant(masks[kind]), **options)
-            for estimate, fill in (("best sample", found["generated"]), ("posterior mean", found["mean"])):
+            sample, mean, _ = search(kind)
+            for estimate, fill in (("best sample", sample), ("posterior mean", mean)):
                 rows.setdefault(f"{label}: default search, {estimate}", {})[kind] = blended_psnr(
-                    images, fill.numpy() * 2 - 1, masks[kind])
+                    images, fill, masks[kind])
 
     score("shipped encoder")
     real, _ = data.training_dataset(card["dataset"], card["resolution"], 64, card["channels"], seed=1)

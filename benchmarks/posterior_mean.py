@@ -73,6 +73,28 @@ def exported_completer(model):
     return completer, earlier_defaults(model), card
 
 
+def default_search(model, n):
+    """An export's default search on the first n validation images (the masks of search_defaults.py):
+    (completer, defaults, card, images [n, H, W, C] in [0, 1], masks {kind: [n, H, W, 1]}, search),
+    search(kind) -> the default's best sample and posterior mean, each [n, H, W, C] in [-1, 1], and z*.
+    The exported functions capture the networks' variables: assigning new weights changes the search."""
+    import tensorflow as tf
+
+    from tf_semantic_inpaint.export import InpaintingModule
+
+    completer, defaults, card = exported_completer(model)
+    config = types.SimpleNamespace(dataset=card["dataset"], resolution=card["resolution"], channels=card["channels"])
+    images, masks = validation_set(config, n)
+    module = InpaintingModule(completer, defaults)
+    options = {k: tf.constant(int(v) if isinstance(v, bool) else v) for k, v in dataclasses.asdict(defaults).items()}
+
+    def search(kind):
+        found = module.inpaint_with_refinement(tf.constant(images), tf.constant(masks[kind]), **options)
+        return found["generated"].numpy() * 2 - 1, found["mean"].numpy() * 2 - 1, found["z"].numpy()
+
+    return completer, defaults, card, images, masks, search
+
+
 def candidate_sets(model, images, masks):
     """{set name: {kind: (candidates [n, R, H, W, C] in [-1, 1], losses [n, R])}}, and seconds per set."""
     import tensorflow as tf

@@ -19,13 +19,11 @@ benchmarks/results/weight_finetuning/NAME.json.
 """
 
 import argparse
-import dataclasses
 import time
-import types
 
 import numpy as np
-from posterior_mean import blended_psnr, exported_completer, report
-from search_defaults import MASKS, rival_arguments, validation_set
+from posterior_mean import blended_psnr, default_search, report
+from search_defaults import MASKS, rival_arguments
 
 # (steps, learning rate, feature weight β). At a random z the context loss is about 40-70,
 # the feature loss 0.25-0.55.
@@ -96,22 +94,14 @@ def main():
     import tensorflow as tf
 
     from tf_semantic_inpaint import preprocess
-    from tf_semantic_inpaint.export import InpaintingModule
 
-    completer, defaults, card = exported_completer(args.model)
-    generator, discriminator = completer.generator, completer.discriminator
-    config = types.SimpleNamespace(dataset=card["dataset"], resolution=card["resolution"], channels=card["channels"])
-    images, masks = validation_set(config, args.n)
-    module = InpaintingModule(completer, defaults)
-    options = {k: tf.constant(int(v) if isinstance(v, bool) else v) for k, v in dataclasses.asdict(defaults).items()}
-    tune = fine_tuner(generator, discriminator, defaults.lam, defaults.window)
+    completer, defaults, _, images, masks, search = default_search(args.model, args.n)
+    tune = fine_tuner(completer.generator, completer.discriminator, defaults.lam, defaults.window)
     y = preprocess.to_model_range(images)
     rows, seconds = {}, {}
     for kind in MASKS:
-        found = module.inpaint_with_refinement(tf.constant(images), tf.constant(masks[kind]), **options)
-        z = found["z"].numpy()
-        for name, fill in (("default, best sample", found["generated"].numpy() * 2 - 1),
-                           ("default, posterior mean", found["mean"].numpy() * 2 - 1)):
+        sample, mean, z = search(kind)
+        for name, fill in (("default, best sample", sample), ("default, posterior mean", mean)):
             rows.setdefault(name, {})[kind] = blended_psnr(images, fill, masks[kind])
         for steps, learning_rate, feature_weight in GRID:
             name = f"G's weights fine-tuned at z*, {steps} steps, lr {learning_rate}" + (
