@@ -199,6 +199,12 @@ def test_a_run_starts_from_an_export_and_counts_its_epochs_on(exported_run, tmp_
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-3)
     earlier, session = training.load_sessions(out)
     assert earlier["from"] == exported_run and earlier["epochs"] == [0, 2] and session["epochs"] == [2, 3]
+    import shutil
+
+    other = shutil.copytree(exported_run, tmp_path / "other" / "1")
+    with pytest.raises(training.TrainingError, match="began from .*, not from"):
+        training.train(dataclasses.replace(TINY_RUN, epochs=4, seed=4, init_from=str(other)), out, resume=True,
+                       verbose=0)
     again = read_card(export(out, str(tmp_path / "models")))
     assert again["init_from"] == exported_run and again["epochs"] == 3
     assert again["training_seconds"] == round(card["training_seconds"] + session["seconds"], 1)

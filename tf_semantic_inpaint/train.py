@@ -367,8 +367,7 @@ def _check_init_from(config, out, resume):
                             f"of this run's {shape}; set --resolution, --channels, --z-dim and --width to the "
                             "export's.")
     if resume and os.path.isfile(os.path.join(out, "run.json")):
-        with open(os.path.join(out, "run.json")) as f:
-            began = json.load(f).get("init_from", "")
+        began = read_run_fields(out).get("init_from", "")
         if os.path.realpath(began) != os.path.realpath(config.init_from):
             raise TrainingError(f"{out} began from {began or 'scratch'}, not from {config.init_from}; "
                                 "resume it without --init-from.")
