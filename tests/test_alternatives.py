@@ -14,8 +14,8 @@ from tf_semantic_inpaint.encoder import Encoder
 from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.export import InpaintingModule, SearchCompleter, write_savedmodel
 from tf_semantic_inpaint.local import LocalModel
-from tf_semantic_inpaint.masks import make_mask
-from tf_semantic_inpaint.search import DISTINCT
+from tf_semantic_inpaint.masks import importance_weights, make_mask
+from tf_semantic_inpaint.search import DISTINCT, DepthMix
 
 
 def _masks(kind, n, seed=0):
@@ -171,6 +171,105 @@ def test_encode_signature_and_warm_start_begin_at_the_encoders_z(with_encoder, f
     # More starts: restart 0 at E's z, the others around it (WARM_SPREAD), never the same.
     four = loaded.search(images, masks, dataclasses.replace(loaded.defaults, restarts=4, samples=4))
     assert np.abs(four["samples"][:, 1:] - four["samples"][:, :1]).max() > 0
+
+
+# --- The posterior mean's DepthMix ---------------------------------------------------------
+
+MIX = DepthMix(draws=5, spread=0.3, temperature=0.5, slope=3, ceiling=0.8)
+
+
+@pytest.fixture(scope="module")
+def mix_pair(tiny_models, with_encoder, tmp_path_factory):
+    """The tiny models and encoder exported twice, the same search with and without MIX."""
+    encoder = with_encoder[0]
+    settings = SearchSettings(iterations=3, restarts=2, warm_start=True)
+    paths = {}
+    for name, mix in (("plain", None), ("mixed", MIX)):
+        module = InpaintingModule(SearchCompleter(*tiny_models, encoder=encoder, mix=mix), settings)
+        paths[name] = str(tmp_path_factory.mktemp(name) / "1")
+        # the networks' widths, as `export` records them (what exporting it again rebuilds from)
+        card = {**module.card(), "width": tiny_models[0].width, "encoder": {"width": 8}}
+        write_savedmodel(module, paths[name], card)
+    return encoder, paths
+
+
+def _draws_mean(generator, encoder, images, masks, window, seed):
+    """MIX's mean of draws around E(y), in NumPy from the networks' outputs: [n, 28, 28, 1] in [-1, 1]."""
+    y = images * 2 - 1
+    guess = encoder(y, masks).numpy()
+    noise = tf.random.stateless_normal([MIX.draws, guess.shape[1]], seed=[seed, 2]).numpy()
+    noise[0] = 0.0  # draw 0 is the guess itself
+    z = np.clip(guess[:, None] + MIX.spread * noise, -1, 1).reshape(-1, guess.shape[1])
+    drawn = generator(z, training=False).numpy().reshape(len(images), MIX.draws, 28, 28, 1)
+    weights = importance_weights(masks, window).numpy()[:, None]
+    losses = (weights * np.abs(drawn - y[:, None])).sum(axis=(2, 3, 4))  # L_c
+    scaled = -(losses - losses.min(axis=1, keepdims=True)) / (MIX.temperature * losses.std(axis=1, keepdims=True))
+    w = np.exp(scaled) / np.exp(scaled).sum(axis=1, keepdims=True)
+    return np.einsum("nr,nr...->n...", w, drawn)
+
+
+def test_the_mean_leans_on_the_encoders_draws_by_depth_in_the_hole(mix_pair, tiny_models,
+                                                                    fashion_mnist_test_images):
+    """Exported, the mixed mean is the search's own mean plus β_i (draws' mean - it), β_i = 0.8
+    min(d_i / 3, 1) by the pixel's chessboard distance d_i to the known pixels: exactly the
+    search's mean on known pixels, 80% the draws' from depth 3 on. Nothing else changes."""
+    import scipy.ndimage
+
+    encoder, paths = mix_pair
+    images, masks = fashion_mnist_test_images[:3], _masks("center", 3)
+    plain, mixed = LocalModel(paths["plain"]), LocalModel(paths["mixed"])
+    assert mixed.card["search_fixed"]["mean_mix"] == dataclasses.asdict(MIX)
+    assert plain.card["search_fixed"]["mean_mix"] is None
+    before, after = plain.search(images, masks), mixed.search(images, masks)
+    for key in ("z", "generated", "samples", "sample_losses"):
+        np.testing.assert_array_equal(after[key], before[key])
+    drawn = _draws_mean(tiny_models[0], encoder, images, masks, plain.defaults.window, plain.defaults.seed) * 0.5 + 0.5
+    depth = np.stack([scipy.ndimage.distance_transform_cdt(1 - m[..., 0], metric="chessboard") for m in masks])
+    beta = MIX.ceiling * np.minimum(depth[..., None] / MIX.slope, 1.0)
+    np.testing.assert_allclose(after["mean"], before["mean"] + beta * (drawn - before["mean"]), atol=2e-5)
+    np.testing.assert_array_equal(after["mean"][masks == 1], before["mean"][masks == 1])
+    assert np.abs(after["mean"] - before["mean"])[depth[..., None] >= 3].mean() > 0.01  # the draws count
+    # A cold start has no guess to draw around: the mean is the search's own.
+    cold = dataclasses.replace(plain.defaults, warm_start=False)
+    np.testing.assert_array_equal(mixed.search(images, masks, cold)["mean"], plain.search(images, masks, cold)["mean"])
+
+
+def test_the_draws_run_in_chunks_with_the_same_result(tiny_models, with_encoder, fashion_mnist_test_images):
+    """Few images per forward pass (bounded memory for big batches) change nothing but the passes."""
+    completer = SearchCompleter(*tiny_models, encoder=with_encoder[0], mix=MIX)
+    y, masks = tf.constant(fashion_mnist_test_images[:3] * 2 - 1), tf.constant(_masks("half", 3))
+    z = completer.search.draw_z(completer.encoder(y, masks), tf.constant(0))
+    weights = importance_weights(masks, 15)
+    whole = completer.search.draws_mean(y, weights, z).numpy()
+    for chunk in (1, 4, 7):  # 1 draw per pass, 1 per pass (3 images), 2 per pass with a short last one
+        np.testing.assert_allclose(completer.search.draws_mean(y, weights, z, chunk).numpy(), whole, atol=1e-6)
+
+
+def test_the_mix_is_fixed_at_export_kept_when_exported_again_and_needs_an_encoder(mix_pair, tiny_models, tmp_path):
+    from click.testing import CliRunner
+
+    from tf_semantic_inpaint.cli import main
+    from tf_semantic_inpaint.export import exported_completer
+
+    _, paths = mix_pair
+    assert exported_completer(paths["mixed"])[0].search.mix == MIX
+    assert exported_completer(paths["mixed"], mix=None)[0].search.mix is None
+    run = lambda *args: CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)  # noqa: E731
+    out = tmp_path / "again"
+    assert run("export", paths["mixed"], "--out", out, "--version", 1).exit_code == 0
+    assert LocalModel(str(out / "1")).card["search_fixed"]["mean_mix"] == dataclasses.asdict(MIX)
+    assert run("export", paths["mixed"], "--out", out, "--version", 2, "--mean-draws", 9).exit_code == 0
+    assert LocalModel(str(out / "2")).card["search_fixed"]["mean_mix"] == dataclasses.asdict(
+        dataclasses.replace(DepthMix(), draws=9))
+    assert run("export", paths["mixed"], "--out", out, "--version", 3, "--mean-draws", 0).exit_code == 0
+    assert LocalModel(str(out / "3")).card["search_fixed"]["mean_mix"] is None
+    no_encoder = InpaintingModule(SearchCompleter(*tiny_models))
+    write_savedmodel(no_encoder, str(tmp_path / "plain" / "1"), {**no_encoder.card(), "width": tiny_models[0].width})
+    refused = run("export", tmp_path / "plain" / "1", "--out", out, "--version", 4, "--mean-draws", 8)
+    assert refused.exit_code == 1 and "need an encoder" in refused.output, refused.output
+    assert sorted(os.listdir(out)) == ["1", "2", "3"]
+    with pytest.raises(ValueError, match="need an encoder"):
+        SearchCompleter(*tiny_models, mix=MIX)
 
 
 def test_the_paper_preset_is_the_published_search():

@@ -48,7 +48,7 @@ def test_layout_and_model_card(exported):
     assert card["training_command"].startswith("tfinpaint train")
     assert card["search_defaults"] == dataclasses.asdict(SETTINGS)
     assert card["search_fixed"] == {"prior": "paper", "encoder": False, "refine_layer": 0,
-                                    "refine_learning_rate": 0.01}
+                                    "refine_learning_rate": 0.01, "mean_mix": None}
     assert card["limits"] == dataclasses.asdict(Limits.for_resolution(28))
     assert card["training_time_s"] == 12.5
     assert card["signatures"] == SIGNATURES
@@ -379,7 +379,7 @@ def test_exporting_again_keeps_the_refinement_fixed_in_the_earlier_export(export
         json.dump(card, f)
     again = exporting.export(earlier, str(tmp_path / "m"), settings=SETTINGS)
     assert exporting.read_card(again)["search_fixed"] == {"prior": "paper", "encoder": False, "refine_layer": 1,
-                                                          "refine_learning_rate": 0.05}
+                                                          "refine_learning_rate": 0.05, "mean_mix": None}
     images, masks = _images_and_masks(fashion_mnist_test_images[:2])
     out = tf.saved_model.load(again).signatures["inpaint_with_refinement"](**_refinement_inputs(images, masks, 10))
     y, m = tf.constant(images * 2 - 1), tf.constant(masks)

@@ -329,3 +329,17 @@ def test_importance_weights_equal_average_pooling_for_any_window_even_one_known_
         expected = np.where(m != 0, pooled, 0.0)
         np.testing.assert_allclose(masks.importance_weights(m, window).numpy(), expected, atol=1e-5)
         np.testing.assert_allclose(at_run_time(tf.constant(m), tf.constant(window)).numpy(), expected, atol=1e-5)
+
+
+# hole_depth
+
+
+@pytest.mark.parametrize("kind", masks.MASK_TYPES)
+def test_hole_depth_is_the_chessboard_distance_to_the_known_pixels_up_to_the_cap(kind):
+    batch = np.stack([masks.make_mask(kind, 28, 28, seed=s) for s in range(4)])
+    exact = np.stack([scipy.ndimage.distance_transform_cdt(1 - m[..., 0], metric="chessboard") for m in batch])
+    for cap in (1, 6, 20):
+        depth = masks.hole_depth(batch, cap).numpy()
+        assert depth.shape == batch.shape and depth.dtype == np.float32
+        np.testing.assert_array_equal(depth[..., 0], np.minimum(exact, cap))
+    assert exact.max() >= (14 if kind == "half" else 1)  # a half image is 14 pixels deep

@@ -472,8 +472,12 @@ def inpaint_beam(ctx, images, masks, out, runner, model, estimate, no_blend, res
 @click.option("--encoder", type=click.Path(exists=True, file_okay=False), default=None,
               help="A `tfinpaint train-encoder` run for this G: exported for warm starts (the `encode` "
                    "signature), which `inpaint` then uses by default.")
+@click.option("--mean-draws", type=click.IntRange(0, 1024), default=None,
+              help="Draws around the encoder's guess that the posterior mean (--estimate mean) leans on deep "
+                   "in the hole, fixed at export; 0: none, the search's candidates alone [default: 64 with an "
+                   "encoder, or that of the SavedModel exported again].")
 @_user_errors
-def export(run_dir, out, version, force, prior, encoder, **search):
+def export(run_dir, out, version, force, prior, encoder, mean_draws, **search):
     """Export a training run as ONE SavedModel (G, D, latent search) for TF Serving.
 
     Writes OUT/<version>/ (saved_model.pb, variables/, model_card.json), atomically.
@@ -487,12 +491,15 @@ def export(run_dir, out, version, force, prior, encoder, **search):
 
     from tf_semantic_inpaint import export as exporting
     from tf_semantic_inpaint.contract import SearchSettings
+    from tf_semantic_inpaint.search import DepthMix
     from tf_semantic_inpaint.train import load_run_config
 
     earlier = exporting.earlier_defaults(run_dir)  # exporting an export again: its defaults, unless given
     settings = dataclasses.replace(earlier or SearchSettings(), **{k: v for k, v in search.items() if v is not None})
+    mix = exporting.KEEP if mean_draws is None else (
+        None if mean_draws == 0 else dataclasses.replace(DepthMix(), draws=mean_draws))
     path = exporting.export(run_dir, out, version=version, force=force, settings=settings, prior=prior,
-                            encoder=encoder)
+                            encoder=encoder, mix=mix)
     if earlier is None and load_run_config(run_dir).model == "judge":
         click.echo(f"Exported the judge {path}; `tfinpaint evaluate --judge {out}` uses it.")
         return

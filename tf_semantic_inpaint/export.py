@@ -28,8 +28,9 @@ model_card.json}. The contract, the same for every completion model (images in
     encode                     images, masks -> z [b,z_dim] (with an encoder)
 
 `generated` is the best sample G(z*), `mean` the posterior-mean estimate (a
-loss-weighted average of the restarts' completions: the best single guess under
-squared error, blurrier than a sample); both are G's whole image, `completed` pastes
+loss-weighted average of the restarts' completions, deep in the hole mixed with draws
+around the encoder's guess when the export has a search.DepthMix: the best single
+guess under squared error, blurrier than a sample); both are G's whole image, `completed` pastes
 the best sample into the hole. The signatures without refine_* inputs use the model's
 default refinement (search.LatentSearch.refine); with it, `generated` is drawn from G's
 refined features at z, no longer G(z) itself.
@@ -65,7 +66,7 @@ import tensorflow as tf
 from tf_semantic_inpaint import preprocess
 from tf_semantic_inpaint.contract import Limits, SearchSettings, over_limit, versions
 from tf_semantic_inpaint.errors import InpaintError
-from tf_semantic_inpaint.search import REFINE_LAYER, REFINE_LEARNING_RATE, LatentSearch, check_fixed
+from tf_semantic_inpaint.search import REFINE_LAYER, REFINE_LEARNING_RATE, DepthMix, LatentSearch, check_fixed
 
 CARD_NAME = "model_card.json"
 CARD_FORMAT = "tf-semantic-inpaint model card 3"
@@ -73,6 +74,7 @@ SETTING_NAMES = ("iterations", "lam", "learning_rate", "restarts", "seed")
 OPTION_NAMES = SETTING_NAMES + ("samples", "window", "warm_start")
 REFINE_NAMES = ("refine_steps", "refine_radius")
 ALL_NAMES = OPTION_NAMES + REFINE_NAMES  # the inputs of the *_with_refinement signatures
+KEEP = "keep"  # export's `mix`: a new export with an encoder gets DepthMix(), an export exported again its own
 
 
 # --- Checks inside the graph -------------------------------------------------------------
@@ -213,53 +215,60 @@ class SearchCompleter:
         prior: the prior term (search.PRIORS), fixed at export.
         encoder: optional encoder.Encoder E(y ⊙ M, M) -> z for warm starts.
         refine_layer, refine_learning_rate: the refinement's, fixed (search.LatentSearch).
+        mix: optional search.DepthMix for the posterior mean of warm-started searches
+            (needs the encoder); None: the mean of the search's candidates alone.
     """
 
     kind = "dcgan"
 
     def __init__(self, generator, discriminator, prior="paper", encoder=None, refine_layer=REFINE_LAYER,
-                 refine_learning_rate=REFINE_LEARNING_RATE):
+                 refine_learning_rate=REFINE_LEARNING_RATE, mix=None):
+        if mix is not None and encoder is None:
+            raise ValueError("the posterior mean's draws need an encoder: export one with --encoder, or none.")
         self.generator, self.discriminator, self.encoder = generator, discriminator, encoder
         self.search = LatentSearch(generator, discriminator, prior=prior, refine_layer=refine_layer,
-                                   refine_learning_rate=refine_learning_rate)
+                                   refine_learning_rate=refine_learning_rate, mix=mix)
         self.resolution, self.channels = generator.resolution, generator.channels
         self.z_dim = generator.z_dim
         # Raw tf.Variables: what both the TF2 and the TF1 (TF Serving) loaders restore.
         networks = [generator, discriminator] + ([encoder] if encoder is not None else [])
         self.variables = [v.value for network in networks for v in network.weights]
         self.fixed = {"prior": prior, "encoder": encoder is not None, "refine_layer": refine_layer,
-                      "refine_learning_rate": refine_learning_rate}
+                      "refine_learning_rate": refine_learning_rate,
+                      "mean_mix": None if mix is None else dataclasses.asdict(mix)}
 
     def carry_spec(self):
         res, ch, z = self.resolution, self.channels, self.z_dim
         vector = tf.TensorSpec([None, z], tf.float32)
         state = (vector, vector, vector, tf.TensorSpec([], tf.int32), vector, tf.TensorSpec([None], tf.float32))
         return (tf.TensorSpec([None, res, res, ch], tf.float32), tf.TensorSpec([None, res, res, 1], tf.float32),
-                state)
+                state, vector)  # the last: the DepthMix draws' z (0 rows: none)
 
     def start(self, images, masks, restarts, seed, window, warm_start):
         tiled, weights, state = self.search.prepare(images, masks, restarts, seed, window)
+        no_draws = tf.zeros([0, self.z_dim])
         if self.encoder is None:  # warm_start was checked: 1 only for models with an encoder
-            return tiled, weights, state
+            return tiled, weights, state, no_draws
 
         def warm():
             guess = self.encoder(images, masks, training=False)
-            return self.search.initial_z(tf.shape(images)[0], restarts, seed, guess)
+            draws = no_draws if self.search.mix is None else self.search.draw_z(guess, seed)
+            return self.search.initial_z(tf.shape(images)[0], restarts, seed, guess), draws
 
-        z = tf.cond(warm_start > 0, warm, lambda: state[0])
-        return tiled, weights, (z, *state[1:4], z, state[5])  # Adam from z, best visited z
+        z, draws = tf.cond(warm_start > 0, warm, lambda: (state[0], no_draws))
+        return tiled, weights, (z, *state[1:4], z, state[5]), draws  # Adam from z, best visited z
 
     def steps(self, carry, iterations, lam, learning_rate, record_history=False):
-        tiled, weights, state = carry
+        tiled, weights, state, draws = carry
         out = self.search.adam_steps(state, tiled, weights, iterations, lam, learning_rate, record_history)
         if record_history:
-            return (tiled, weights, out[0]), out[1]
-        return tiled, weights, out
+            return (tiled, weights, out[0], draws), out[1]
+        return tiled, weights, out, draws
 
     def finish(self, carry, masks, lam, restarts, samples, refine_steps, refine_radius):
-        tiled, weights, state = carry
+        tiled, weights, state, draws = carry
         return self.search.alternatives(state, tiled, weights, masks, lam, restarts, samples, refine_steps,
-                                        refine_radius)
+                                        refine_radius, draws)
 
     def extra_functions(self):
         """generate, discriminate (and encode), in the contract's [0, 1] image space."""
@@ -636,15 +645,17 @@ def load_exported_networks(model_dir):
     return generator, discriminator, encoder, card
 
 
-def exported_completer(model_dir, prior=None):
+def exported_completer(model_dir, prior=None, mix=KEEP):
     """(SearchCompleter, model card) of a DCGAN export: its G, D and encoder with the fixed
-    settings its card records (`prior` replaces the card's; a card from before the
-    refinement gets this code's refinement)."""
+    settings its card records (`prior` and `mix` replace the card's; a card from before the
+    refinement gets this code's refinement, one from before the DepthMix none)."""
     generator, discriminator, encoder, card = load_exported_networks(model_dir)
     fixed = card["search_fixed"]
+    if mix is KEEP:
+        mix = fixed.get("mean_mix") and DepthMix(**fixed["mean_mix"])
     completer = SearchCompleter(generator, discriminator, prior or fixed["prior"], encoder,  # ValueError: bad prior
                                 refine_layer=fixed.get("refine_layer", REFINE_LAYER),
-                                refine_learning_rate=fixed.get("refine_learning_rate", REFINE_LEARNING_RATE))
+                                refine_learning_rate=fixed.get("refine_learning_rate", REFINE_LEARNING_RATE), mix=mix)
     return completer, card
 
 
@@ -658,7 +669,7 @@ def earlier_defaults(path):
 
 
 def export(run_dir, base, version=None, force=False, settings=SearchSettings(), prior=None,
-           limits=None, notes=None, encoder=None):
+           limits=None, notes=None, encoder=None, mix=KEEP):
     """Export a training run (or export a DCGAN SavedModel again) as BASE/<version>/; return that path.
 
     A DCGAN run exports the latent search (SearchCompleter), a context-encoder run
@@ -678,6 +689,9 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
             earlier export's.
         encoder: optional `tfinpaint train-encoder` run directory: E(y ⊙ M, M) -> z,
             exported for warm starts (the `encode` signature).
+        mix: the posterior mean's search.DepthMix, fixed (needs an encoder), or None for
+            none; KEEP: DepthMix() with an encoder, an earlier export's own when exporting
+            it again.
         limits: contract.Limits; default Limits.for_resolution(the model's).
         notes: extra fields for the model card (e.g. training time).
 
@@ -687,7 +701,7 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
     if not os.path.isdir(run_dir):
         raise InpaintError(f"{run_dir} is not a directory; pass the --out folder of `tfinpaint train`.")
     if earlier_defaults(run_dir) is not None:
-        return _export_again(run_dir, base, version, force, settings, prior, limits, notes, encoder)
+        return _export_again(run_dir, base, version, force, settings, prior, limits, notes, encoder, mix)
     prior = prior or "paper"
     from tf_semantic_inpaint.train import load_run_config
 
@@ -721,7 +735,8 @@ def export(run_dir, base, version=None, force=False, settings=SearchSettings(), 
             notes = {"encoder": _encoder_card(encoder, run_dir, config.epochs), **(notes or {})}
             network = load_encoder(encoder)
             settings = dataclasses.replace(settings, warm_start=True)
-        completer = SearchCompleter(generator, discriminator, prior, network)
+        mix = (DepthMix() if network is not None else None) if mix is KEEP else mix
+        completer = _completer(SearchCompleter, generator, discriminator, prior, network, mix=mix)
     module = InpaintingModule(completer, settings, limits)
     card = {
         "format": CARD_FORMAT,
@@ -759,7 +774,15 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _export_again(model_dir, base, version, force, settings, prior, limits, notes, encoder):
+def _completer(make, *args, **kwargs):
+    """make(*args, **kwargs), its ValueError (a setting that cannot be) an InpaintError."""
+    try:
+        return make(*args, **kwargs)
+    except ValueError as error:
+        raise InpaintError(str(error)) from None
+
+
+def _export_again(model_dir, base, version, force, settings, prior, limits, notes, encoder, mix=KEEP):
     """`export` of an earlier DCGAN export's networks, with this code's contract and `settings`."""
     if encoder is not None:
         raise InpaintError("--encoder takes a training run; an export keeps the encoder it has.")
@@ -767,11 +790,8 @@ def _export_again(model_dir, base, version, force, settings, prior, limits, note
     target = _target(base, version, force)
     if os.path.realpath(target) == os.path.realpath(model_dir):
         raise InpaintError(f"{target} is the model being exported again; choose another --version.")
-    try:
-        completer, old = exported_completer(model_dir, prior)
-        check_fixed(settings.window, completer.fixed["prior"])
-    except ValueError as error:
-        raise InpaintError(str(error)) from None
+    completer, old = _completer(exported_completer, model_dir, prior, mix)
+    _completer(check_fixed, settings.window, completer.fixed["prior"])
     if completer.encoder is not None:
         settings = dataclasses.replace(settings, warm_start=True)
     module = InpaintingModule(completer, settings, limits)

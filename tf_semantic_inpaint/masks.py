@@ -198,3 +198,27 @@ def _box_sum(images, half):
         return tf.slice(table, [0, dy, dx, 0], [-1, size[1], size[2], -1])
 
     return corner(side, side) - corner(0, side) - corner(side, 0) + corner(0, 0)
+
+
+def hole_depth(masks, cap):
+    """How deep in the hole each pixel lies: its chessboard distance to the nearest known pixel.
+
+    0 on known pixels, 1 on missing pixels with a known pixel among their 8 neighbours,
+    and so on, counted up to `cap` (deeper pixels get `cap`): `cap` 3x3 max-pools of M.
+    Pixels outside the image count as neither known nor missing.
+
+    Args:
+        masks: float [N, H, W, 1] tensor or array, 1 = known, 0 = missing.
+        cap: Python int >= 1, the deepest distance counted.
+
+    Returns:
+        float32 tensor [N, H, W, 1] in {0, 1, ..., cap}.
+    """
+    import tensorflow as tf
+
+    reached = tf.cast(tf.not_equal(tf.cast(masks, tf.float32), 0.0), tf.float32)
+    depth = tf.zeros_like(reached)
+    for _ in range(cap):  # pixel i is still unreached after t dilations iff its depth > t
+        depth += 1.0 - reached
+        reached = tf.nn.max_pool2d(reached, 3, 1, "SAME")
+    return depth
