@@ -21,9 +21,8 @@ answers the same masked images. Writes benchmarks/results/encoder_objective/NAME
 import argparse
 import time
 
-import numpy as np
 from posterior_mean import blended_psnr, default_search, report
-from search_defaults import MASKS, _psnr, rival_arguments
+from search_defaults import MASKS, rival_arguments, rival_row
 
 # name -> (weight of the hole's squared error, weight of the known pixels' L1, weight of the
 # L1 over every pixel (the shipped objective)); all errors in G's [-1, 1] range, per pixel.
@@ -67,15 +66,11 @@ def main():
     import keras
 
     from tf_semantic_inpaint import data, preprocess
-    from tf_semantic_inpaint.local import LocalModel
-
     # The search captures E's variables: assigning them retrains it in place.
     completer, defaults, card, images, masks, search = default_search(args.model, args.n)
     generator, encoder = completer.generator, completer.encoder
     y = preprocess.to_model_range(images)
-    rival = LocalModel(args.context_encoder)
-    rows = {"context encoder": {kind: float(np.mean(_psnr(rival.search(images, masks[kind])["completed"], images)))
-                                for kind in MASKS}}
+    rows = {"context encoder": rival_row(args.context_encoder, images, masks)}
     shipped = [w.numpy() for w in encoder.weights]
 
     def score(label):

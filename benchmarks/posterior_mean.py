@@ -28,7 +28,7 @@ import time
 import types
 
 import numpy as np
-from search_defaults import MASKS, _psnr, rival_arguments, validation_set
+from search_defaults import MASKS, _psnr, rival_arguments, rival_row, validation_set
 
 from common import machine, save
 
@@ -89,8 +89,12 @@ def default_search(model, n):
     options = {k: tf.constant(int(v) if isinstance(v, bool) else v) for k, v in dataclasses.asdict(defaults).items()}
 
     def search(kind):
-        found = module.inpaint_with_refinement(tf.constant(images), tf.constant(masks[kind]), **options)
-        return found["generated"].numpy() * 2 - 1, found["mean"].numpy() * 2 - 1, found["z"].numpy()
+        parts = []
+        for start in range(0, n, 128):  # batch x restarts stays under the export's limit
+            found = module.inpaint_with_refinement(tf.constant(images[start:start + 128]),
+                                                   tf.constant(masks[kind][start:start + 128]), **options)
+            parts.append((found["generated"].numpy() * 2 - 1, found["mean"].numpy() * 2 - 1, found["z"].numpy()))
+        return tuple(np.concatenate(part) for part in zip(*parts))
 
     return completer, defaults, card, images, masks, search
 
@@ -108,7 +112,7 @@ def candidate_sets(model, images, masks):
     def run(y, m, restarts, window, iterations):
         carry = completer.start(y, m, restarts, tf.constant(defaults.seed), window, tf.constant(1))
         carry = completer.steps(carry, iterations, lam, tf.constant(defaults.learning_rate))
-        tiled, weights, state = carry
+        tiled, weights, state, _ = carry  # the last: DepthMix draws, not used here
         refine = tf.where(iterations > 0, defaults.refine_steps, 0)
         _, context, prior, generated = completer.search.candidates(
             state, tiled, weights, lam, refine, tf.constant(defaults.refine_radius))
@@ -134,13 +138,9 @@ def main():
     rival_arguments(parser, 3)
     args = parser.parse_args()
 
-    from tf_semantic_inpaint.local import LocalModel
-
     config = types.SimpleNamespace(dataset="fashion_mnist", resolution=28, channels=1)
     images, masks = validation_set(config, args.n)
-    rival = LocalModel(args.context_encoder)
-    rows = {"context encoder": {kind: round(float(np.mean(_psnr(rival.search(images, masks[kind])["completed"],
-                                                                     images))), 3) for kind in MASKS}}
+    rows = {"context encoder": rival_row(args.context_encoder, images, masks)}
     sets, seconds, defaults = candidate_sets(args.model, images, masks)
     guess = {kind: c[:, 0] for kind, (c, _) in sets["encoder draws R64, no search"].items()}  # restart 0: E(y)
     rows["encoder guess G(E(y)) alone"] = {kind: blended_psnr(images, guess[kind], masks[kind]) for kind in MASKS}

@@ -37,6 +37,15 @@ def rival_arguments(parser, model_version):
     parser.add_argument("--name", default="validation")
 
 
+def rival_row(context_encoder, images, masks):
+    """{kind: mean PSNR} of the Context Encoder export at `context_encoder` on images [n, H, W, C] in
+    [0, 1] under masks {kind: [n, H, W, 1]}: the rival's row of a validation table."""
+    from tf_semantic_inpaint.local import LocalModel
+
+    rival = LocalModel(context_encoder)
+    return {kind: float(np.mean(_psnr(rival.search(images, masks[kind])["completed"], images))) for kind in masks}
+
+
 def validation_set(config, n):
     from tf_semantic_inpaint import data
     from tf_semantic_inpaint.masks import make_mask
