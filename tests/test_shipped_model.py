@@ -89,6 +89,26 @@ def test_the_mean_scores_at_least_the_best_sample_on_a_validation_batch(shipped)
 
 
 @pytest.mark.slow
+def test_the_encoders_draws_deep_in_the_hole_make_a_better_mean_on_half_images(shipped):
+    """Version 5's DepthMix: on real validation images with half masks the mean that leans on
+    the encoder's draws deep in the hole is closer to the truth there than the search's own."""
+    import tensorflow as tf
+
+    from tf_semantic_inpaint.export import InpaintingModule, exported_completer
+
+    assert shipped.card["search_fixed"]["mean_mix"]["draws"] >= 1
+    images = _validation_images(16)
+    masks = np.stack([make_mask("half", 28, 28, seed=900 + i) for i in range(len(images))])
+    mixed = shipped.search(images, masks)["mean"]
+    own = InpaintingModule(exported_completer(shipped.path, mix=None)[0], shipped.defaults)
+    alone = own.inpaint(tf.constant(images), tf.constant(masks))["mean"].numpy()
+    hole = masks == 0
+    error = {name: np.mean((mean[hole] - images[hole]) ** 2) for name, mean in (("mixed", mixed), ("alone", alone))}
+    assert error["mixed"] < 0.9 * error["alone"], error
+    np.testing.assert_allclose(mixed[~hole], alone[~hole], atol=1e-5)  # β = 0 on known pixels
+
+
+@pytest.mark.slow
 def test_shipped_context_encoder_is_a_real_rival(fashion_mnist_test_images):
     """The Context Encoder that ships beside the DCGAN answers the same contract and fills
     holes far better than smooth interpolation on every mask."""
