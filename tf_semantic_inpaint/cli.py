@@ -474,7 +474,7 @@ def inpaint_beam(ctx, images, masks, out, runner, model, estimate, no_blend, res
                    "signature), which `inpaint` then uses by default.")
 @click.option("--mean-draws", type=click.IntRange(0, 1024), default=None,
               help="Draws around the encoder's guess that the posterior mean (--estimate mean) leans on deep "
-                   "in the hole, fixed at export; 0: none, the search's candidates alone [default: 64 with an "
+                   "in the hole, fixed at export; 0: none, the search's candidates alone [default: 32 with an "
                    "encoder, or that of the SavedModel exported again].")
 @_user_errors
 def export(run_dir, out, version, force, prior, encoder, mean_draws, **search):

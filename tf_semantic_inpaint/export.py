@@ -652,7 +652,7 @@ def exported_completer(model_dir, prior=None, mix=KEEP):
     generator, discriminator, encoder, card = load_exported_networks(model_dir)
     fixed = card["search_fixed"]
     if mix is KEEP:
-        mix = fixed.get("mean_mix") and DepthMix(**fixed["mean_mix"])
+        mix = DepthMix(**fixed["mean_mix"]) if fixed.get("mean_mix") else None
     completer = SearchCompleter(generator, discriminator, prior or fixed["prior"], encoder,  # ValueError: bad prior
                                 refine_layer=fixed.get("refine_layer", REFINE_LAYER),
                                 refine_learning_rate=fixed.get("refine_learning_rate", REFINE_LEARNING_RATE), mix=mix)
