@@ -245,6 +245,36 @@ def test_the_draws_run_in_chunks_with_the_same_result(tiny_models, with_encoder,
         np.testing.assert_allclose(completer.search.draws_mean(y, weights, z, chunk).numpy(), whole, atol=1e-6)
 
 
+TF1_MEAN = """
+import sys
+sys.modules["tf_semantic_inpaint"] = None  # TF Serving has no Python package
+import numpy as np, tensorflow as tf
+path = sys.argv[1]
+images = np.random.default_rng(0).uniform(0, 1, (3, 28, 28, 1)).astype(np.float32)
+masks = np.ones((3, 28, 28, 1), np.float32); masks[:, :, 14:] = 0
+out2 = tf.saved_model.load(path).signatures["inpaint"](images=tf.constant(images), masks=tf.constant(masks))
+tf.compat.v1.disable_eager_execution()
+with tf.compat.v1.Session(graph=tf.Graph()) as sess:  # the TF1 loader, as TensorFlow Serving's
+    meta = tf.compat.v1.saved_model.load(sess, ["serve"], path)
+    sig = meta.signature_def["inpaint"]
+    out1 = sess.run({k: v.name for k, v in sig.outputs.items()},
+                    {sig.inputs["images"].name: images, sig.inputs["masks"].name: masks})
+assert np.allclose(out1["mean"], out2["mean"].numpy(), atol=1e-5), "TF1 and TF2 loaders disagree"
+print("ok", float(np.abs(out1["mean"] - out1["generated"]).mean()))
+"""
+
+
+def test_the_mixed_mean_runs_under_tf_servings_loader(mix_pair):
+    """The draws' loop and TensorArrays load and run in the TF1 session loader TF Serving uses, without
+    this package, and give the TF2 loader's mean."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", TF1_MEAN, mix_pair[1]["mixed"]], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
 def test_the_mix_is_fixed_at_export_kept_when_exported_again_and_needs_an_encoder(mix_pair, tiny_models, tmp_path):
     from click.testing import CliRunner
 
