@@ -24,7 +24,6 @@ import time
 
 import numpy as np
 from posterior_mean import blended_psnr, default_search, report, weighted
-from scipy import ndimage
 from search_defaults import MASKS, rival_arguments, rival_row
 
 # Draw sets (σ of the draws around the encoder's guess, softmax temperature c, draws R, whether D's
@@ -32,11 +31,6 @@ from search_defaults import MASKS, rival_arguments, rival_row
 DRAW_SETS = ([(σ, c, 32, True) for σ in (0.15, 0.25, 0.5) for c in (0.25, 0.5, 1.0)]
              + [(0.25, 0.25, r, True) for r in (16, 64)] + [(0.25, 0.25, 32, False)])
 RULES = [(d0, s, top) for d0 in (0, 2) for s in (3, 6, 10) for top in (0.5, 0.75, 1.0)]
-
-
-def hole_depth(masks):
-    """Chessboard distance of each pixel to the nearest known one (0 on known pixels); masks [n, H, W, 1]."""
-    return np.stack([ndimage.distance_transform_cdt(1 - m[..., 0], metric="chessboard") for m in masks])[..., None]
 
 
 def encoder_draws(completer, defaults, images, masks, spread, draws, prior=True):
@@ -72,6 +66,8 @@ def main():
     parser.set_defaults(n=256)
     args = parser.parse_args()
 
+    from tf_semantic_inpaint.masks import hole_depth
+
     completer, defaults, _, images, masks, search = default_search(args.model, args.n)
     rows = {"context encoder": rival_row(args.context_encoder, images, masks)}
     started = time.perf_counter()
@@ -79,7 +75,8 @@ def main():
     seconds = {"search": round(time.perf_counter() - started, 1)}
     rows["search: best sample (shipped)"] = {k: blended_psnr(images, searched[k][0], masks[k]) for k in MASKS}
     rows["search: mean (shipped)"] = {k: blended_psnr(images, searched[k][1], masks[k]) for k in MASKS}
-    depth = {kind: hole_depth(masks[kind]) for kind in MASKS}
+    deepest = max(d0 + s for d0, s, _ in RULES)  # every rule's β is flat from there on
+    depth = {kind: hole_depth(masks[kind], deepest).numpy() for kind in MASKS}  # what the export computes
     draws_mean = {}
     for spread, c, draws, prior in DRAW_SETS:
         started = time.perf_counter()

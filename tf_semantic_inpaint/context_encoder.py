@@ -39,6 +39,7 @@ import tensorflow as tf
 
 from tf_semantic_inpaint.masks import MASK_TYPES, make_mask
 from tf_semantic_inpaint.models import Discriminator, upsampling_plan
+from tf_semantic_inpaint.search import context_loss
 
 _INIT_STDDEV = 0.02  # DCGAN's initialisation, which Pathak et al. use as well
 _KERNEL_SIZE = 4  # Pathak et al.'s 4x4 kernels; a multiple of the stride, so no checkerboard
@@ -270,7 +271,7 @@ class ContextEncoderCompleter:
         with tf.control_dependencies([no_context]):
             generated = fill(self.network, images, masks)
         weights = importance_weights(masks, window)
-        return generated, tf.reduce_sum(weights * tf.abs(generated - images), axis=[1, 2, 3])
+        return generated, context_loss(generated, images, weights)
 
     def steps(self, carry, iterations, lam, learning_rate, record_history=False):
         """The carry unchanged; with record_history also the loss at every "step" [iterations, b]."""

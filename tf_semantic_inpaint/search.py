@@ -52,6 +52,12 @@ DRAW_CHUNK = 1024
 _BETA_1, _BETA_2, _EPSILON = 0.9, 0.999, 1e-8
 
 
+def context_loss(generated, images, weights):
+    """L_c = || W ⊙ (G(z) - y) ||_1 per image: the sum over the last three axes [..., H, W, C];
+    leading axes broadcast (e.g. draws [count, batch, ...] against images [batch, ...])."""
+    return tf.reduce_sum(weights * tf.abs(generated - images), axis=[-3, -2, -1])
+
+
 def check_fixed(window, prior):
     """Raise ValueError unless `window` (a default) is an odd positive integer and `prior`
     one of PRIORS."""
@@ -142,7 +148,7 @@ class LatentSearch:
     def image_losses(self, generated, images, weights, lam):
         """`losses` of images G drew: (context_loss [n], prior_loss [n], generated)."""
         logits = tf.reshape(self.discriminator(generated, training=False), [-1])
-        context = tf.reduce_sum(weights * tf.abs(generated - images), axis=[1, 2, 3])
+        context = context_loss(generated, images, weights)
         if self.prior == "paper":
             prior = -tf.nn.softplus(logits)  # log(1 - sigmoid(l)) = -softplus(l), stable
         else:
@@ -201,7 +207,7 @@ class LatentSearch:
             count = stop - start
             generated = self.generator(tf.reshape(z[start:stop], [-1, self.z_dim]), training=False)
             generated = tf.reshape(generated, tf.concat([[count, batch], tf.shape(generated)[1:]], 0))
-            context = tf.reduce_sum(weights * tf.abs(generated - images), axis=[2, 3, 4])  # [count, batch]
+            context = context_loss(generated, images, weights)  # [count, batch]
             return stop, losses.write(losses.size(), context), fills.write(fills.size(), generated)
 
         array = lambda: tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)  # noqa: E731
