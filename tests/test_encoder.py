@@ -148,7 +148,7 @@ def test_encoder_run_checkpoints_samples_final_model_and_resume(gan_run, tmp_pat
 
 
 def test_bad_generator_is_a_clear_error(tmp_path, gan_run):
-    with pytest.raises(training.TrainingError, match="not a GAN run"):
+    with pytest.raises(training.TrainingError, match="neither a GAN run .* nor a DCGAN export"):
         encoding.train_encoder(encoding.EncoderConfig(generator=str(tmp_path)), str(tmp_path / "e"), verbose=0)
     with pytest.raises(training.TrainingError, match="no checkpoint of epoch 7"):
         encoding.train_encoder(encoding.EncoderConfig(generator=gan_run, generator_epoch=7),
@@ -167,3 +167,42 @@ def test_export_takes_only_an_encoder_of_the_exported_generator(gan_run, tmp_pat
     with pytest.raises(InpaintError, match="was trained for the G of .*another_gan.*train-encoder --generator"):
         export(gan_run, str(tmp_path / "m"), encoder=str(other))
     assert not os.path.exists(tmp_path / "m")
+
+
+@pytest.mark.slow
+def test_an_encoder_for_a_shipped_model_whose_run_is_gone(gan_run, tmp_path):
+    """train-encoder --generator EXPORT, then export EXPORT --encoder RUN: the new version serves
+    the new encoder beside the export's own G and D, with the default DepthMix."""
+    from tf_semantic_inpaint.errors import InpaintError
+    from tf_semantic_inpaint.export import export, read_card
+    from tf_semantic_inpaint.search import DepthMix
+
+    plain = export(gan_run, str(tmp_path / "models"), version=1)  # no encoder
+    out = str(tmp_path / "enc")
+    config = encoding.EncoderConfig(generator=plain, width=8, batch_size=16, epochs=1, steps_per_epoch=2,
+                                    validation_images=16, seed=1)
+    trained = encoding.train_encoder(config, out, verbose=0)
+    with pytest.raises(training.TrainingError, match="drop --generator-epoch"):
+        encoding.train_encoder(dataclasses.replace(config, generator_epoch=1), str(tmp_path / "e2"), verbose=0)
+    assert not os.path.exists(tmp_path / "e2")
+
+    again = export(plain, str(tmp_path / "models"), version=2, encoder=out)
+    card = read_card(again)
+    assert card["encoder"]["generator"] == plain and card["encoder"]["training_sessions"][0]["epochs"] == [0, 1]
+    assert card["search_fixed"]["encoder"] and card["search_fixed"]["mean_mix"] == dataclasses.asdict(DepthMix())
+    assert card["search_defaults"]["warm_start"]
+    images = np.random.default_rng(0).uniform(0, 1, (3, 28, 28, 1)).astype("float32")
+    masks = _masks(3)
+    old, new = tf.saved_model.load(plain), tf.saved_model.load(again)
+    served = new.signatures["encode"](images=tf.constant(images), masks=tf.constant(masks))["z"].numpy()
+    direct = trained.encoder(tf.constant(images * 2 - 1) * masks, tf.constant(masks)).numpy()
+    np.testing.assert_allclose(served, direct, atol=1e-5)
+    z = tf.constant(np.random.default_rng(1).uniform(-1, 1, (2, 100)).astype("float32"))
+    np.testing.assert_array_equal(new.signatures["generate"](z=z)["images"].numpy(),
+                                  old.signatures["generate"](z=z)["images"].numpy())
+
+    # An encoder of another G is refused, and nothing is written.
+    other = export(gan_run, str(tmp_path / "models"), version=3)
+    with pytest.raises(InpaintError, match="was trained for the G of"):
+        export(other, str(tmp_path / "models"), version=4, encoder=out)
+    assert not os.path.exists(tmp_path / "models" / "4")

@@ -180,7 +180,8 @@ def train(ctx, out, resume, **options):
 
 @main.command("train-encoder")
 @click.option("--generator", required=True, type=click.Path(file_okay=False),
-              help="The GAN run (--out of `tfinpaint train`) whose G the encoder serves.")
+              help="The GAN run (--out of `tfinpaint train`), or a version folder of a DCGAN export, "
+                   "whose G the encoder serves.")
 @click.option("--generator-epoch", type=int, default=0, show_default=True,
               help="Use that run's checkpoint of this epoch; 0 = its final G.")
 @click.option("--width", type=int, default=64, show_default=True, help="Channels of E's first convolution.")
@@ -206,6 +207,13 @@ def train_encoder(ctx, out, resume, **options):
     masks, the z from which G draws the masked image; G stays frozen. Example:
 
         tfinpaint train-encoder --generator runs/fmnist --epochs 10 --out runs/fmnist_encoder
+
+    A shipped model's G serves too (its training run may be gone); export it again with
+    the new encoder:
+
+    \b
+        tfinpaint train-encoder --generator saved_models/fashion_mnist/4 --out runs/enc
+        tfinpaint export saved_models/fashion_mnist/4 --encoder runs/enc --out saved_models/fashion_mnist
     """
     _import_tensorflow_quietly()
     import dataclasses
@@ -470,8 +478,9 @@ def inpaint_beam(ctx, images, masks, out, runner, model, estimate, no_blend, res
               help="Prior loss, fixed at export: λ log(1 - D(G(z))) (paper) or -λ log D(G(z)) [default: paper, "
                    "or that of the SavedModel exported again].")
 @click.option("--encoder", type=click.Path(exists=True, file_okay=False), default=None,
-              help="A `tfinpaint train-encoder` run for this G: exported for warm starts (the `encode` "
-                   "signature), which `inpaint` then uses by default.")
+              help="A `tfinpaint train-encoder` run for this G (--generator RUN_DIR): exported for warm "
+                   "starts (the `encode` signature), which `inpaint` then uses by default; for an export "
+                   "exported again it replaces the encoder the export has.")
 @click.option("--mean-draws", type=click.IntRange(0, 1024), default=None,
               help="Draws around the encoder's guess that the posterior mean (--estimate mean) leans on deep "
                    "in the hole, fixed at export; 0: none, the search's candidates alone [default: 32 with an "

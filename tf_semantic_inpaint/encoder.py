@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_semantic_inpaint import data
+from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.masks import MASK_TYPES, make_mask
 from tf_semantic_inpaint.models import LeakyReLU, upsampling_plan
 from tf_semantic_inpaint.train import (
@@ -283,13 +284,28 @@ def load_encoder_config(run_dir):
 
 
 def load_generator(run_dir, epoch=0):
-    """(G, GAN run config) of a GAN run: its final (EMA) G, or that of checkpoint `epoch`."""
+    """(G, GAN run config) of a GAN run: its final (EMA) G, or that of checkpoint `epoch`.
+
+    `run_dir` may also be a version folder of a DCGAN export (its G; `epoch` must be 0), so
+    a new encoder can be trained for a shipped model whose training run is gone.
+    """
     from tf_semantic_inpaint import train as training
+    from tf_semantic_inpaint.export import load_exported_networks
+
+    if os.path.isfile(os.path.join(run_dir, "saved_model.pb")):
+        if epoch:
+            raise TrainingError(f"--generator {run_dir} is an export, which holds one G; drop --generator-epoch.")
+        try:
+            generator, _, _, card = load_exported_networks(run_dir)
+        except InpaintError as error:
+            raise TrainingError(str(error)) from None
+        fields = {k: card[k] for k in ("dataset", "resolution", "channels", "z_dim", "width") if k in card}
+        return generator, training.TrainConfig(**fields, epochs=card.get("epochs", 0))
     from tf_semantic_inpaint.export import load_trained_models
 
     if not os.path.isfile(os.path.join(run_dir, "run.json")):
-        raise TrainingError(f"--generator {run_dir} is not a GAN run (no run.json); "
-                            "pass the --out folder of `tfinpaint train`.")
+        raise TrainingError(f"--generator {run_dir} is neither a GAN run (no run.json) nor a DCGAN export "
+                            "(no saved_model.pb); pass the --out folder of `tfinpaint train` or a version folder.")
     if epoch:
         checkpoint = os.path.join(run_dir, "checkpoints", f"ckpt-{epoch}")
         if not tf.io.gfile.exists(checkpoint + ".index"):

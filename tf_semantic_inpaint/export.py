@@ -645,14 +645,17 @@ def load_exported_networks(model_dir):
     return generator, discriminator, encoder, card
 
 
-def exported_completer(model_dir, prior=None, mix=KEEP):
+def exported_completer(model_dir, prior=None, mix=KEEP, encoder=None):
     """(SearchCompleter, model card) of a DCGAN export: its G, D and encoder with the fixed
     settings its card records (`prior` and `mix` replace the card's; a card from before the
-    refinement gets this code's refinement, one from before the DepthMix none)."""
-    generator, discriminator, encoder, card = load_exported_networks(model_dir)
+    refinement gets this code's refinement, one from before the DepthMix none). `encoder`
+    replaces the export's encoder (or gives it one, and with it the default DepthMix)."""
+    generator, discriminator, exported_encoder, card = load_exported_networks(model_dir)
     fixed = card["search_fixed"]
     if mix is KEEP:
-        mix = DepthMix(**fixed["mean_mix"]) if fixed.get("mean_mix") else None
+        mix = (DepthMix(**fixed["mean_mix"]) if fixed.get("mean_mix")
+               else DepthMix() if encoder is not None and exported_encoder is None else None)
+    encoder = encoder if encoder is not None else exported_encoder
     completer = SearchCompleter(generator, discriminator, prior or fixed["prior"], encoder,  # ValueError: bad prior
                                 refine_layer=fixed.get("refine_layer", REFINE_LAYER),
                                 refine_learning_rate=fixed.get("refine_learning_rate", REFINE_LEARNING_RATE), mix=mix)
@@ -784,13 +787,18 @@ def _completer(make, *args, **kwargs):
 
 def _export_again(model_dir, base, version, force, settings, prior, limits, notes, encoder, mix=KEEP):
     """`export` of an earlier DCGAN export's networks, with this code's contract and `settings`."""
-    if encoder is not None:
-        raise InpaintError("--encoder takes a training run; an export keeps the encoder it has.")
     settings.check()
     target = _target(base, version, force)
     if os.path.realpath(target) == os.path.realpath(model_dir):
         raise InpaintError(f"{target} is the model being exported again; choose another --version.")
-    completer, old = _completer(exported_completer, model_dir, prior, mix)
+    network = None
+    if encoder is not None:  # a new encoder for this export's G (train-encoder --generator MODEL_DIR)
+        from tf_semantic_inpaint.encoder import load_encoder
+
+        notes = {"encoder": _encoder_card(encoder, model_dir, read_card(model_dir).get("epochs", 0)),
+                 **(notes or {})}
+        network = load_encoder(encoder)
+    completer, old = _completer(exported_completer, model_dir, prior, mix, network)
     _completer(check_fixed, settings.window, completer.fixed["prior"])
     if completer.encoder is not None:
         settings = dataclasses.replace(settings, warm_start=True)
