@@ -201,8 +201,10 @@ def test_an_encoder_for_a_shipped_model_whose_run_is_gone(gan_run, tmp_path):
     np.testing.assert_array_equal(new.signatures["generate"](z=z)["images"].numpy(),
                                   old.signatures["generate"](z=z)["images"].numpy())
 
-    # An encoder of another G is refused, and nothing is written.
-    other = export(gan_run, str(tmp_path / "models"), version=3)
-    with pytest.raises(InpaintError, match="was trained for the G of"):
-        export(other, str(tmp_path / "models"), version=4, encoder=out)
-    assert not os.path.exists(tmp_path / "models" / "4")
+    # An encoder of another G (here: of the run the export came from) is refused, and nothing is written.
+    other = tmp_path / "enc_of_run"
+    os.makedirs(other)
+    (other / "run.json").write_text(json.dumps(dataclasses.asdict(encoding.EncoderConfig(generator=gan_run))))
+    with pytest.raises(InpaintError, match="was trained for the G of .*train-encoder --generator .*models/1"):
+        export(plain, str(tmp_path / "models"), version=3, encoder=str(other))
+    assert not os.path.exists(tmp_path / "models" / "3")
