@@ -57,12 +57,10 @@ def objective_training(encoder, generator, hole_mse, known_l1, all_l1):
     return ObjectiveTraining(encoder, generator, latent_weight=0.1, seed=0)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    rival_arguments(parser, 3)
-    parser.add_argument("--steps", type=int, default=1000)
-    args = parser.parse_args()
-
+def compare_objectives(args, trainings, training_of, **extra):
+    """Score the export's encoder; then, for each {name: objective} of `trainings`, retrain it from
+    the export's weights for args.steps steps (training_of(encoder, generator, objective, completer)
+    gives the EncoderTraining) and score it again. Saves benchmarks/results/<args.name>.json."""
     import keras
 
     from tf_semantic_inpaint import data, preprocess
@@ -82,24 +80,34 @@ def main():
                 rows.setdefault(f"{label}: default search, {estimate}", {})[kind] = blended_psnr(
                     images, fill, masks[kind])
 
-    score("shipped encoder")
+    score(extra.pop("first_label", "shipped encoder"))
     real, _ = data.training_dataset(card["dataset"], card["resolution"], 64, card["channels"], seed=1)
     seconds = {}
-    for name, weights in OBJECTIVES.items():
+    for name, objective in trainings.items():
         for w, value in zip(encoder.weights, shipped):
             w.assign(value)
         keras.utils.set_random_seed(0)
-        training = objective_training(encoder, generator, *weights)
+        training = training_of(encoder, generator, objective, completer)
         training.compile(keras.optimizers.Adam(LEARNING_RATE))
         started = time.perf_counter()
         training.fit(real.repeat(), epochs=1, steps_per_epoch=args.steps, verbose=0)
         seconds[name] = round(time.perf_counter() - started, 1)
         print(f"{name}: trained {args.steps} steps in {seconds[name]} s", flush=True)
         score(f"E + {args.steps} steps of {name}")
-    report(f"encoder_objective/{args.name}", rows, args, defaults, steps=args.steps, learning_rate=LEARNING_RATE,
-           objectives={k: dict(zip(("hole_squared_error", "known_l1", "every_pixel_l1"), v))
-                       for k, v in OBJECTIVES.items()},
-           training_seconds=seconds)
+    report(args.name, rows, args, defaults, steps=args.steps, learning_rate=LEARNING_RATE,
+           **extra, training_seconds=seconds)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    rival_arguments(parser, 3)
+    parser.add_argument("--steps", type=int, default=1000)
+    args = parser.parse_args()
+    args.name = f"encoder_objective/{args.name}"
+    compare_objectives(
+        args, OBJECTIVES, lambda encoder, generator, weights, _: objective_training(encoder, generator, *weights),
+        objectives={k: dict(zip(("hole_squared_error", "known_l1", "every_pixel_l1"), v))
+                    for k, v in OBJECTIVES.items()})
 
 
 if __name__ == "__main__":

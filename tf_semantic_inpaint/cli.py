@@ -193,6 +193,9 @@ def train(ctx, out, resume, **options):
 @click.option("--learning-rate", type=float, default=5e-4, show_default=True)
 @click.option("--latent-weight", type=float, default=0.1, show_default=True,
               help="Weight of ||E - z||^2 on G's own samples.")
+@click.option("--draws-weight", type=float, default=0.0, show_default=True,
+              help="Weight of the squared error on the hole of the mean of 8 draws G(E + 0.15 noise), "
+                   "the draws the posterior mean leans on (1 for the shipped encoder); 0: none.")
 @click.option("--keep-checkpoints", type=int, default=3, show_default=True, help="0 keeps every epoch's.")
 @click.option("--data-dir", default=None, help="tfds data dir.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Encoder run directory.")

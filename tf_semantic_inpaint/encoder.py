@@ -10,7 +10,10 @@ kinds (center, pattern, random, half):
 - G's own samples x = G(z), z ~ U[-1, 1]: the known answer z gives a latent loss
   ||E - z||², and G(E) is pulled towards x on every pixel;
 - real training images x: only the image loss ||G(E) - x||_1 over EVERY pixel,
-  known and missing, so E learns the conditional guess of the hole that G can draw.
+  known and missing, so E learns the conditional guess of the hole that G can draw;
+  optionally (draws_weight w > 0) plus w times the squared error on the hole of the
+  mean of K draws G(clip(E + σ ε_k)) (ε_0 = 0): the posterior mean leans on such draws
+  deep in the hole (search.DepthMix), and the squared error is what PSNR scores.
 G stays frozen and in inference mode (as in the search). E's output passes through
 tanh, so z stays in the search's box (-1, 1).
 
@@ -36,6 +39,7 @@ from tf_semantic_inpaint import data
 from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.masks import MASK_TYPES, make_mask
 from tf_semantic_inpaint.models import LeakyReLU, upsampling_plan
+from tf_semantic_inpaint.search import DepthMix
 from tf_semantic_inpaint.train import (
     TrainingError,
     _Checkpoint,
@@ -46,6 +50,10 @@ from tf_semantic_inpaint.train import (
 
 # Masks per kind in the bank drawn from during training (center has one; the others vary).
 MASKS_PER_KIND = 1000
+# The draws' loss (draws_weight > 0): K = 8 draws per real image (a step costs ~1.5x one without),
+# at the spread of the posterior mean's draws (search.DepthMix), which the loss stands in for.
+TRAINING_DRAWS = 8
+DRAWS_SPREAD = DepthMix.spread
 
 
 @keras.saving.register_keras_serializable(package="tf_semantic_inpaint")
@@ -133,6 +141,10 @@ class EncoderTraining(keras.Model):
         latent_weight: weight of the latent loss ||E(G(z) ⊙ M, M) - z||² on G's samples.
         seed: seed of the latent noise and the mask choice.
         masks_per_kind: size of the mask bank per kind.
+        draws_weight: weight w of the draws' loss on real images: the mean squared error over
+            the hole of mean_k G(clip(E + spread ε_k)), k < draws, ε_0 = 0, ε ~ N(0, 1); 0: none.
+        draws: K, the draws per image of that loss (K G passes per real image: the step's cost).
+        spread: σ of the draws; the export's search.DepthMix spread is what the mean uses.
 
     `fit` data: batches of real training images, float32 [batch, H, W, C] in [-1, 1];
     each step adds as many samples of G. `evaluate` data: (images, masks) pairs,
@@ -140,7 +152,8 @@ class EncoderTraining(keras.Model):
     """
 
     def __init__(self, encoder, generator, latent_weight=0.1, seed=None,
-                 masks_per_kind=MASKS_PER_KIND, **kwargs):
+                 masks_per_kind=MASKS_PER_KIND, draws_weight=0.0, draws=TRAINING_DRAWS,
+                 spread=DRAWS_SPREAD, **kwargs):
         super().__init__(**kwargs)
         if (encoder.resolution, encoder.channels, encoder.z_dim) != (
             generator.resolution, generator.channels, generator.z_dim
@@ -150,12 +163,14 @@ class EncoderTraining(keras.Model):
         self.generator = generator
         self.generator.trainable = False
         self.latent_weight = latent_weight
+        if draws_weight < 0 or draws < 1 or spread < 0:
+            raise ValueError(f"draws_weight and spread must be >= 0 and draws >= 1, got {draws_weight}, "
+                             f"{spread}, {draws}.")
+        self.draws_weight, self.draws, self.spread = float(draws_weight), int(draws), float(spread)
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.masks = tf.constant(mask_bank(encoder.resolution, masks_per_kind, seed or 0))
-        self.trackers = {
-            name: keras.metrics.Mean(name=name)
-            for name in ("loss", "real_l1", "sample_l1", "latent_mse", "hole_l1")
-        }
+        names = ("loss", "real_l1", "sample_l1", "latent_mse", "hole_l1") + (("draws_mse",) if draws_weight else ())
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True
 
     @property
@@ -182,11 +197,24 @@ class EncoderTraining(keras.Model):
         )
         return tf.reduce_mean(error, axis=[1, 2, 3]), hole, z_hat
 
+    def draws_mse(self, z_hat, real, masks, noise):
+        """Per-example mean squared error over the hole of mean_k G(clip(z_hat + spread noise_k)):
+        z_hat [n, z_dim], real [n, H, W, C] in [-1, 1], masks [n, H, W, 1], noise [K, n, z_dim]."""
+        drawn = tf.clip_by_value(z_hat[None] + self.spread * noise, -1.0, 1.0)
+        fills = self.generator(tf.reshape(drawn, [-1, self.generator.z_dim]), training=False)
+        mean = tf.reduce_mean(tf.reshape(fills, tf.concat([tf.shape(noise)[:2], tf.shape(real)[1:]], 0)), 0)
+        hole = 1.0 - masks
+        return tf.reduce_sum(hole * tf.square(mean - real), axis=[1, 2, 3]) / tf.maximum(
+            tf.reduce_sum(hole, axis=[1, 2, 3]) * real.shape[-1], 1.0)
+
     def train_step(self, real):
         batch = tf.shape(real)[0]
         z = keras.random.uniform((batch, self.generator.z_dim), -1.0, 1.0, seed=self.seed_generator)
         images = tf.concat([real, self.generator(z, training=False)], axis=0)
         masks = self.sample_masks(2 * batch)
+        if self.draws_weight:
+            noise = keras.random.normal((self.draws - 1, batch, self.generator.z_dim), seed=self.seed_generator)
+            noise = tf.concat([tf.zeros_like(noise[:1]), noise], axis=0)  # draw 0 is E's guess itself
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             image_loss, hole, z_hat = self.losses_of(images, masks, training=True)
@@ -194,12 +222,17 @@ class EncoderTraining(keras.Model):
             sample_l1 = tf.reduce_mean(image_loss[batch:])
             latent = tf.reduce_mean(tf.square(z_hat[batch:] - z))
             loss = real_l1 + sample_l1 + self.latent_weight * latent
+            if self.draws_weight:
+                draws = tf.reduce_mean(self.draws_mse(z_hat[:batch], real, masks[:batch], noise))
+                loss += self.draws_weight * draws
             scaled = loss / replicas  # gradients are summed across replicas
         grads = tape.gradient(scaled, self.encoder.trainable_variables)
         self.optimizer.apply(grads, self.encoder.trainable_variables)
         for name, value in (("loss", loss), ("real_l1", real_l1), ("sample_l1", sample_l1),
                             ("latent_mse", latent), ("hole_l1", tf.reduce_mean(hole[:batch]))):
             self.trackers[name].update_state(value)
+        if self.draws_weight:
+            self.trackers["draws_mse"].update_state(draws)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
@@ -229,6 +262,9 @@ class EncoderConfig:
     steps_per_epoch: int = 0  # 0: one pass over the training split
     learning_rate: float = 5e-4
     latent_weight: float = 0.1
+    draws_weight: float = 0.0  # 0: no draws' loss (runs from before it existed)
+    training_draws: int = TRAINING_DRAWS
+    draws_spread: float = DRAWS_SPREAD
     seed: int = 0
     keep_checkpoints: int = 3
     validation_images: int = 256  # scored after every epoch with fixed masks
@@ -321,6 +357,10 @@ def _check_run(config, out, resume):
     if config.batch_size < 1 or config.epochs < 1 or config.steps_per_epoch < 0 or config.keep_checkpoints < 0:
         raise TrainingError("--batch-size and --epochs must be positive, --steps-per-epoch and "
                             "--keep-checkpoints >= 0.")
+    if not (config.draws_weight >= 0 and config.training_draws >= 1 and config.draws_spread >= 0):
+        raise TrainingError(f"--draws-weight must be >= 0 (0: no draws' loss), got {config.draws_weight}; "
+                            f"training_draws >= 1 and draws_spread >= 0 in run.json, got "
+                            f"{config.training_draws} and {config.draws_spread}.")
     run_file = os.path.join(out, "run.json")
     if os.path.exists(run_file):
         if not resume:
@@ -359,7 +399,9 @@ def train_encoder(config, out, resume=False, verbose="auto"):
     os.makedirs(out, exist_ok=True)
     write_bytes_atomic(run_file, json.dumps(dataclasses.asdict(config), indent=2).encode())
     encoder = Encoder(generator.resolution, generator.channels, generator.z_dim, config.width, name="encoder")
-    training = EncoderTraining(encoder, generator, config.latent_weight, seed=config.seed)
+    training = EncoderTraining(encoder, generator, config.latent_weight, seed=config.seed,
+                               draws_weight=config.draws_weight, draws=config.training_draws,
+                               spread=config.draws_spread)
     training.compile(keras.optimizers.Adam(config.learning_rate))
     epoch_var = tf.Variable(0, dtype=tf.int64)
     checkpoint = _checkpoint_for(training, epoch_var)
