@@ -110,7 +110,7 @@ def test_train_encoder_against_a_trained_run(cli_run):
     again = invoke("train-encoder", *args)
     assert again.exit_code == 1 and "--resume" in again.output and "Traceback" not in again.output
     missing = invoke("train-encoder", "--generator", cli_run / "nothing", "--out", cli_run / "e2")
-    assert missing.exit_code == 1 and "not a GAN run" in missing.output
+    assert missing.exit_code == 1 and "neither a GAN run" in missing.output
     assert not (cli_run / "e2").exists()
 
 
