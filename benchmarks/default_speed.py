@@ -7,13 +7,13 @@ exported graph): the time to complete ONE 28x28 image (the best of --repeats rou
 round timing every run in turn) and the images per second of a batch of 64 (the best of
 one round fewer), for
 
-- "default":   the newest shipped model (version 5: G trained 40 epochs, encoder warm
-               start, 25 steps x 8 restarts, then the refinement of G's features, and
+- "default":   the newest shipped model (version 6: G trained 40 epochs, encoder warm
+               start, 20 steps x 8 restarts, then the refinement of G's features, and
                the posterior mean's 32 draws around the encoder's guess) with its own
                defaults;
-- "previous":  the version before it with its defaults (version 4: the same networks
-               and search, the mean without the draws), which shows what the newest
-               version's additions cost;
+- "previous":  the version before it with its defaults (version 5: the same G and D,
+               an encoder trained less, 25 steps x 8), which shows what the newest
+               version's changes buy or cost;
 - "first":     the first shipped model (version 1) with its defaults (300 x 4, random
                starts), the default this replaces;
 - "paper":     the newest model run as published (contract.PAPER: 1500 steps, one random
