@@ -73,6 +73,45 @@ def test_estimate_chooses_the_output_from_one_search(model, fashion_mnist_test_i
         inpainting.inpaint_batch(images, masks, model, estimate="median")
 
 
+def test_nearest_to_mean_looks_only_at_the_hole():
+    known = np.ones((4, 4, 1))
+    known[1:3, 1:3] = 0
+    mean = np.full((4, 4, 1), 0.5)
+    fills = np.stack([np.full((4, 4, 1), v) for v in (0.9, 0.1, 0.6, 0.45)])
+    fills[3][known[..., 0] > 0] = 5.0  # far off on known pixels, which do not count
+    assert inpainting.nearest_to_mean(fills, mean, known) == 3
+    fills[3] = 0.9
+    assert inpainting.nearest_to_mean(fills, mean, known) == 2
+    assert inpainting.nearest_to_mean(fills[:2], mean, known) == 0  # a tie: the lower loss
+
+
+def test_the_typical_estimate_is_the_sample_nearest_the_mean(model, fashion_mnist_test_images):
+    """estimate="typical": of every restart's completion, the one nearest the mean over the hole."""
+    images, masks = list(fashion_mnist_test_images[:6]), list(_masks("half", 6))
+    settings = dataclasses.replace(model.defaults, restarts=8, samples=1)
+    typical = inpainting.inpaint_batch(images, masks, model, settings, blend=False, estimate="typical")
+    every = inpainting.inpaint_batch(images, masks, model, dataclasses.replace(settings, samples=8), blend=False)
+    chosen = []
+    for t, e, m in zip(typical, every, masks):
+        hole = m[..., 0] == 0
+        distance = [np.sum((s[hole] - e.mean[hole]) ** 2) for s in e.samples]
+        chosen.append(int(np.argmin(distance)))
+        np.testing.assert_allclose(t.output, e.samples[chosen[-1]], atol=1 / 255)
+        np.testing.assert_array_equal(t.output, t.typical)
+        assert len(t.samples) == len(t.sample_losses) == 1  # the K asked for, not every restart
+        np.testing.assert_array_equal(t.samples[0], e.samples[0])  # the same search
+    assert any(chosen), chosen  # not always the best sample
+
+
+def test_the_typical_estimate_needs_the_restart_count(model, fashion_mnist_test_images):
+    class Unsaid:  # a model behind a server that hides its defaults
+        defaults = None
+
+    with pytest.raises(InpaintError, match="does not say how many"):
+        inpainting.complete([inpainting.make_pair(fashion_mnist_test_images[0], _masks("half", 1)[0])], Unsaid(),
+                            estimate="typical")
+
+
 def test_the_mean_is_the_loss_weighted_average_of_the_candidates(tiny_models, fashion_mnist_test_images):
     """mean = Σ softmax(-(L_i - L_min) / std(L)) G(z_i) over an image's restarts (search.py)."""
     from tf_semantic_inpaint.search import LatentSearch

@@ -176,6 +176,17 @@ def test_inpaint_with_a_mask_type_and_defaults_beside_the_input(cli_run, tmp_pat
     assert (tmp_path / "img1_inpainted.png").is_file()
 
 
+def test_inpaint_estimate_typical_writes_one_of_the_samples(cli_run, tmp_path, fashion_mnist_test_images):
+    image_path, _ = _real_image(tmp_path, fashion_mnist_test_images, 2)
+    out = tmp_path / "typical.png"
+    args = [image_path, "--mask-type", "half", "--model", cli_run / "models" / "tiny", *FAST, "--no-blend"]
+    result = invoke("inpaint", *args, "--estimate", "typical", "--samples", "2", "-o", out)
+    assert result.exit_code == 0, result.output
+    written = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    samples = [cv2.imread(str(tmp_path / f"typical_sample{k}.png"), cv2.IMREAD_UNCHANGED) for k in (1, 2)]
+    assert any(np.array_equal(written, sample) for sample in samples)  # restarts = samples = 2: it is one of them
+
+
 def test_inpaint_refusals_write_nothing(cli_run, tmp_path, fashion_mnist_test_images):
     model = cli_run / "models" / "tiny"
     image_path, _ = _real_image(tmp_path, fashion_mnist_test_images, 2)

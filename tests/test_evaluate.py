@@ -130,11 +130,10 @@ def test_masks_are_seeded_per_image_and_searches_batched(report, searches):
         np.testing.assert_array_equal(report.examples[kind]["mask"], np.stack(expected))
     pattern = report.examples["pattern"]["mask"]
     assert not np.array_equal(pattern[0], pattern[1])
-    # One search per mask kind and batch gives "ours", "ours_blend" and "ours_mean".
+    # One search per mask kind and batch gives "ours", "ours_blend", "ours_mean" and "ours_typical".
     assert [images for images, _ in searches] == [2, 2, 1] * len(MASK_TYPES)
-    # K = min(4, restarts) samples only for the alternatives figure's images (half masks, the first 3).
-    assert MASK_TYPES[-1] == "half"
-    assert [samples for _, samples in searches] == [1, 1, 1] * (len(MASK_TYPES) - 1) + [2, 2, 1]
+    # ours_typical chooses among every restart's completion: each search asks for all 2.
+    assert [samples for _, samples in searches] == [2, 2, 2] * len(MASK_TYPES)
 
 
 def test_too_many_images_names_the_split_size(tiny_export, truth):
@@ -261,6 +260,7 @@ def test_semantic_table_and_json(report):
 def test_paired_differences_against_the_context_encoder_and_nearest_neighbour(report):
     assert report.pairs == (("ours_blend", "context_encoder"), ("ours_blend", "nearest_neighbour"),
                             ("ours_mean", "context_encoder"), ("ours_mean", "nearest_neighbour"),
+                            ("ours_typical", "context_encoder"), ("ours_typical", "nearest_neighbour"),
                             ("ours_mean", "ours_blend"))
     first, second = report.pairs[-1]
     a = np.array(report.scores[first]["pattern"].psnr_per_image)
@@ -340,7 +340,7 @@ def test_sample_and_mean_rows_on_every_metric(report):
         outputs = report.examples[kind]["outputs"]
         assert np.abs(outputs["ours_mean"] - outputs["ours_blend"]).max() > 1e-3
     assert result["seconds"]["ours_mean"] == result["seconds"]["ours_blend"]  # one search, one time
-    assert "ours, ours_blend and ours_mean come from one latent search" in report.to_markdown()
+    assert "ours, ours_blend, ours_mean and ours_typical come from one latent search" in report.to_markdown()
     assert "posterior mean" in report.to_markdown()
 
 
@@ -353,8 +353,12 @@ def test_scored_rows_do_not_depend_on_the_samples_asked_for(report, tiny_export)
     for kind in ("half", "pattern"):  # with K samples, and without
         example = report.examples[kind]
         results = inpaint_batch(list(example["truth"] * example["mask"]), list(example["mask"]), model)
+        typical = inpaint_batch(list(example["truth"] * example["mask"]), list(example["mask"]), model,
+                                estimate="typical")
         for method, attribute in (("ours", "completed"), ("ours_blend", "blended"), ("ours_mean", "mean")):
             np.testing.assert_allclose(example["outputs"][method], np.stack([getattr(r, attribute) for r in results]),
+                                       atol=1e-5, err_msg=f"{method} on {kind}")
+            np.testing.assert_allclose(example["outputs"][method], np.stack([getattr(r, attribute) for r in typical]),
                                        atol=1e-5, err_msg=f"{method} on {kind}")
 
 
@@ -366,6 +370,8 @@ def test_alternatives_are_the_searchs_samples_and_mean(report):
     np.testing.assert_array_equal(found["truth"], example["truth"])
     np.testing.assert_allclose(samples[:, 0], example["outputs"]["ours_blend"], atol=1e-6)  # the best sample first
     np.testing.assert_allclose(found["mean"], example["outputs"]["ours_mean"], atol=1e-6)
+    typical = example["outputs"]["ours_typical"]  # one of the restarts' samples (all K = 2 here)
+    assert all(any(np.allclose(typical[i], samples[i, k], atol=1e-6) for k in range(2)) for i in range(len(typical)))
     known = np.broadcast_to(example["mask"] > 0.5, example["truth"].shape)
     for k in range(samples.shape[1]):
         np.testing.assert_array_equal(samples[:, k][known], example["truth"][known])

@@ -65,7 +65,7 @@ class BeamJob:
         settings: the search settings, complete (the model's defaults with the user's
             changes), checked against the model's limits at launch.
         blend: Poisson-blend G(z*) into each image.
-        estimate: what fills the hole, "sample" or "mean" (inpaint.ESTIMATES).
+        estimate: what fills the hole, "sample", "mean" or "typical" (inpaint.ESTIMATES).
         resize_mask: stretch a mask of another size to its image.
         force: redo pairs that already have a record for this model and search.
         batch_size: images per latent search (as `tfinpaint inpaint`).
@@ -461,7 +461,8 @@ def run(images, masks, out, model=None, settings=None, blend=True, resize_mask=F
         out: output folder.
         model: SavedModel or TF Serving base, local or remote; None: the shipped model.
         settings: {SearchSettings field: value} overriding the model's defaults.
-        estimate: "sample" (the best G(z*)) or "mean" (the posterior-mean estimate).
+        estimate: "sample" (the best G(z*)), "mean" (the posterior-mean estimate) or
+            "typical" (the sample nearest it).
         pipeline_args: Beam pipeline options as command-line words, e.g.
             ["--runner", "DataflowRunner", "--project", "p", ...].
 

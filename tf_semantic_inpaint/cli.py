@@ -336,10 +336,11 @@ def _search_overrides(options):
                    "half[-left|-right|-top|-bottom].")
 @click.option("--mask-seed", type=_INT32, default=0, show_default=True, help="Seed of --mask-type.")
 @search_options
-@click.option("--estimate", type=click.Choice(["sample", "mean"]), default="sample", show_default=True,
-              help="What fills the hole: the best sample G(z*) (sharp, one plausible answer) or the "
+@click.option("--estimate", type=click.Choice(["sample", "mean", "typical"]), default="sample", show_default=True,
+              help="What fills the hole: the best sample G(z*) (sharp, one plausible answer), the "
                    "posterior-mean estimate, a loss-weighted average of the restarts (the best guess "
-                   "by PSNR, blurrier).")
+                   "by PSNR, blurrier), or the typical sample, the restart's completion nearest that "
+                   "mean (sharp, and more often the right object than the best sample).")
 @click.option("--no-blend", is_flag=True, help="Skip Poisson blending: paste G(z*) into the hole.")
 @click.option("--compare", type=click.Path(dir_okay=False), default=None,
               help="Also write input | masked | G(z*) | result side by side to this PNG.")
@@ -410,9 +411,9 @@ def inpaint(image, mask, out, model, mask_type, mask_seed, estimate, no_blend, c
 @click.option("--model", default=None,
               help="SavedModel or TF Serving model base, local or remote [default: shipped].")
 @search_options
-@click.option("--estimate", type=click.Choice(["sample", "mean"]), default="sample", show_default=True,
-              help="What fills the hole, as for `inpaint`: the best sample G(z*) or the posterior-mean "
-                   "estimate.")
+@click.option("--estimate", type=click.Choice(["sample", "mean", "typical"]), default="sample", show_default=True,
+              help="What fills the hole, as for `inpaint`: the best sample G(z*), the posterior-mean "
+                   "estimate, or the sample nearest it.")
 @click.option("--no-blend", is_flag=True, help="Skip Poisson blending: paste G(z*) into the hole.")
 @click.option("--resize-mask", is_flag=True, help="Stretch a mask of another size to its image.")
 @click.option("--force", is_flag=True, help="Redo images already completed by an earlier run.")
@@ -585,9 +586,9 @@ def _names(value):
 @click.option("--n", "n", type=click.IntRange(1), default=500, show_default=True, help="First N images of the split.")
 @click.option("--masks", multiple=True, help="Mask kinds, comma-separated [default: center,pattern,random,half].")
 @click.option("--methods", multiple=True,
-              help="Methods, comma-separated [default: all: ours, ours_blend, ours_mean, context_encoder (when "
-                   "there is one), telea, navier_stokes, biharmonic, total_variation, train_mean, "
-                   "nearest_neighbour].")
+              help="Methods, comma-separated [default: all: ours, ours_blend, ours_mean, ours_typical, "
+                   "context_encoder (when there is one), telea, navier_stokes, biharmonic, total_variation, "
+                   "train_mean, nearest_neighbour].")
 @click.option("--mask-seed", type=_INT32, default=0, show_default=True, help="Seed of the masks.")
 @click.option("--data-dir", default=None, help="tfds data dir.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True,

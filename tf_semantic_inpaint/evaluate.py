@@ -23,8 +23,10 @@ Protocol, the same for every method:
 Methods: "ours" (the latent search's best sample, G(z*) composited into the hole),
 "ours_blend" (the same sample, Poisson blended), "ours_mean" (the same search's estimate
 of the posterior mean, a loss-weighted average of its candidates, Poisson blended: the
-best single guess by PSNR, where a sample is one sharp plausible completion; all three
-come from one `inpaint_batch` call),
+best single guess by PSNR, where a sample is one sharp plausible completion),
+"ours_typical" (the same search's candidate nearest that mean over the hole, Poisson
+blended: a sharp sample of the object most restarts agree on; all four come from one
+`inpaint_batch` call),
 "context_encoder" (Pathak et al.'s rival, any exported model with the `inpaint`
 contract; the shipped one by default), the classical baselines and the data-driven
 ones (built from the TRAINING split), plus any `extra_methods` a caller passes in
@@ -61,7 +63,8 @@ from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.masks import MASK_KINDS, MASK_TYPES, make_mask
 from tf_semantic_inpaint.report import FILES, Report, Score, write  # noqa: F401 (FILES, write: evaluate's API)
 
-OURS = ("ours", "ours_blend", "ours_mean")  # rows of the one latent search: sample, blended sample, mean
+# Rows of the one latent search: sample, blended sample, mean, the sample nearest the mean.
+OURS = ("ours", "ours_blend", "ours_mean", "ours_typical")
 CONTEXT_ENCODER = "context_encoder"
 METHODS = OURS + (CONTEXT_ENCODER,) + tuple(baselines.CLASSICAL) + tuple(baselines.DATA_DRIVEN)
 # Real images of the split after the n evaluated ones: the Fréchet distance's reference.
@@ -381,9 +384,9 @@ def _pairs(methods):
     """((ours, rival), ...): our best sample row, then the mean, against the context encoder
     and nearest neighbour; then the mean against the sample (the perception-distortion tradeoff)."""
     sample = next((m for m in ("ours_blend", "ours") if m in methods), None)
-    ours = [m for m in (sample, "ours_mean") if m in methods]
+    ours = [m for m in (sample, "ours_mean", "ours_typical") if m in methods]
     pairs = [(m, rival) for m in ours for rival in (CONTEXT_ENCODER, "nearest_neighbour") if rival in methods]
-    return tuple(pairs + ([("ours_mean", sample)] if len(ours) == 2 else []))
+    return tuple(pairs + ([("ours_mean", sample)] if sample in ours and "ours_mean" in ours else []))
 
 
 class _Methods:
@@ -433,12 +436,14 @@ class _Methods:
         settings = dataclasses.replace(self.settings, samples=samples) if samples else self.settings
         clock = time.perf_counter()
         results = inpaint_batch(list(given), list(mask), self.model, settings,
-                                blend=any(m in self.methods for m in OURS[1:]), progress=report)
+                                blend=any(m in self.methods for m in OURS[1:]), progress=report,
+                                estimate="typical" if "ours_typical" in self.methods else "sample")
         spent = time.perf_counter() - clock
         if "ours_mean" in self.methods and any(r.mean is None for r in results):
             raise EvaluationError(f"{getattr(self.model, 'path', self.model)} gives no posterior mean (an export "
                                   "older than the mean); export the model again or leave ours_mean out.")
-        for name, attribute in (("ours", "completed"), ("ours_blend", "blended"), ("ours_mean", "mean")):
+        for name, attribute in (("ours", "completed"), ("ours_blend", "blended"), ("ours_mean", "mean"),
+                                ("ours_typical", "typical")):
             if name in self.methods:
                 outputs[name] = np.stack([getattr(r, attribute) for r in results])
                 self.seconds[name] += spent

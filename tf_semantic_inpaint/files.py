@@ -232,7 +232,7 @@ def inpaint_files(image, mask, out=None, model=None, settings=None, mask_type=No
         settings: {SearchSettings field: value} overriding the model's defaults; with
             samples K > 1, OUT_sample1..K and a contact sheet OUT_samples.png are written too.
         compare: where to write input | masked | G(z*) | output figures.
-        estimate: "sample" or "mean", the completion written to `out` (inpaint.ESTIMATES).
+        estimate: "sample", "mean" or "typical", the completion written to `out` (inpaint.ESTIMATES).
         warn: callable(message) for warnings (default: print to stderr).
     """
     from tf_semantic_inpaint.progress import Progress

@@ -12,7 +12,9 @@ the same result. Masks: float [H, W, 1], 1 = known (the paper's M).
 
 Every search gives the best sample G(z*) and an estimate of the posterior mean (a
 loss-weighted average of the restarts' completions); `estimate` chooses which is the
-output, and SearchSettings(samples=K) asks for K distinct samples besides.
+output ("typical": the restart's completion nearest the mean, one sharp sample of the
+garment most restarts agree on), and SearchSettings(samples=K) asks for K distinct
+samples besides.
 """
 
 import dataclasses
@@ -25,7 +27,7 @@ from tf_semantic_inpaint import images as imaging
 from tf_semantic_inpaint.errors import InpaintError
 from tf_semantic_inpaint.masks import mask_png
 
-ESTIMATES = ("sample", "mean")
+ESTIMATES = ("sample", "mean", "typical")
 
 
 @dataclasses.dataclass
@@ -33,8 +35,8 @@ class InpaintResult:
     """One completed image, at the input's full resolution and channels (alpha kept).
 
     Attributes:
-        output: the result: the chosen estimate's completion (`blended` or `mean`),
-            Poisson-blended if blending was asked for, else composited.
+        output: the result: the chosen estimate's completion (`blended`, `mean` or
+            `typical`), Poisson-blended if blending was asked for, else composited.
         completed: M ⊙ y + (1 - M) ⊙ G(z*), float32 [H, W, C] in [0, 1].
         blended: the Poisson-blended completion, or None.
         generated: G(z*) at the image's size and channels.
@@ -45,6 +47,8 @@ class InpaintResult:
         samples: K completions (blended like `output`), distinct where the restarts
             allowed; samples[0] is the best sample's.
         sample_losses: their L_c + L_p, K floats.
+        typical: with estimate "typical", the restart's completion nearest the mean over
+            the hole (blended like `output`); else None.
     """
 
     output: np.ndarray
@@ -58,6 +62,7 @@ class InpaintResult:
     mean: np.ndarray | None = None
     samples: list = dataclasses.field(default_factory=list)
     sample_losses: list = dataclasses.field(default_factory=list)
+    typical: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -144,22 +149,51 @@ def complete(pairs, model, settings=None, blend=True, progress=None, estimate="s
     """
     if estimate not in ESTIMATES:
         raise InpaintError(f"unknown estimate {estimate!r}: use one of {', '.join(ESTIMATES)}.")
+    keep = None  # the samples asked for, when "typical" asks the model for every restart's
+    if estimate == "typical":
+        settings, keep = _every_restart(model, settings)
     results = [None] * len(pairs)
     todo = [i for i, pair in enumerate(pairs) if not pair.known.all()]
     for i in set(range(len(pairs))) - set(todo):
         print("notice: the mask has no missing pixel; the output equals the input.", file=sys.stderr)
         image = pairs[i].image
         results[i] = InpaintResult(image, image, image if blend else None, image, image, None, 0.0, 0.0,
-                                   mean=image, samples=[image], sample_losses=[0.0])
+                                   mean=image, samples=[image], sample_losses=[0.0],
+                                   typical=image if estimate == "typical" else None)
     if todo:
         found = model.inpaint_png([pairs[i].image_png for i in todo], [pairs[i].mask_png for i in todo],
                                   settings, progress=progress)
         for k, i in enumerate(todo):
-            results[i] = _finish(pairs[i], found, k, blend, estimate)
+            results[i] = _finish(pairs[i], found, k, blend, estimate, keep)
     return results
 
 
-def _finish(pair, found, k, blend, estimate):
+def _every_restart(model, settings):
+    """(settings asking for every restart's completion, the K samples asked for): what
+    the "typical" estimate chooses from."""
+    settings = settings or getattr(model, "defaults", None)
+    if settings is None:
+        raise InpaintError("the typical estimate chooses among the restarts, but the model does not say how "
+                           "many it runs; pass search settings (restarts) or use --estimate sample or mean.")
+    return dataclasses.replace(settings, samples=settings.restarts), settings.samples
+
+
+def nearest_to_mean(fills, mean, known):
+    """Index of the fill nearest the mean over the hole (squared error).
+
+    Args:
+        fills: float [R, H, W, C], the restarts' completions; mean: float [H, W, C];
+            known: float [H, W, 1] in {0, 1}, 1 = known (the paper's M).
+
+    Returns:
+        int in [0, R): ties go to the lower index, the lower loss.
+    """
+    hole = 1.0 - np.asarray(known, np.float64)
+    error = ((np.asarray(fills, np.float64) - np.asarray(mean, np.float64)) ** 2 * hole).sum(axis=(1, 2, 3))
+    return int(np.argmin(error))
+
+
+def _finish(pair, found, k, blend, estimate, keep=None):
     """Put G's images of row k into the full-resolution image; blend the colour, keep alpha."""
     image, known = pair.image, pair.known
     colour, alpha = imaging.colour_and_alpha(image)
@@ -175,16 +209,27 @@ def _finish(pair, found, k, blend, estimate):
     completed = np.concatenate([blending.composite(colour, fill, known), alpha], axis=-1)
     blended = put(fill) if blend else None
     best = blended if blend else completed
-    mean = put(fill_of(found["mean_png"][k])) if "mean_png" in found else None
+    mean_fill = fill_of(found["mean_png"][k]) if "mean_png" in found else None
+    mean = None if mean_fill is None else put(mean_fill)
+    typical, pngs = None, found["samples_png"][k]
+    if estimate == "typical":
+        if mean_fill is None:
+            raise InpaintError("the typical estimate needs the model's posterior mean, which this export "
+                               "does not give; export it again with `tfinpaint export` or use --estimate sample.")
+        fills = [fill] + [fill_of(png) for png in pngs[1:]]
+        nearest = nearest_to_mean(np.stack(fills), mean_fill, known)
+        typical = best if nearest == 0 else put(fills[nearest])
+        pngs = pngs[:keep]
     # samples[0] is the best sample, already put in; the others only when asked for.
-    samples = [best] + [put(fill_of(png)) for png in found["samples_png"][k][1:]]
+    samples = [best] + [put(fill_of(png)) for png in pngs[1:]]
     masked = np.concatenate([np.where(known > 0, colour, 0.5), alpha], axis=-1).astype(np.float32)
+    output = {"sample": best, "mean": mean, "typical": typical}[estimate]
     return InpaintResult(
-        output=mean if estimate == "mean" else best, completed=completed, blended=blended,
+        output=output, completed=completed, blended=blended,
         generated=np.concatenate([fill, alpha], axis=-1), masked=masked, z=found["z"][k],
         context_loss=float(found["context_loss"][k]), prior_loss=float(found["prior_loss"][k]),
-        mean=mean, samples=samples,
-        sample_losses=[float(x) for x in found.get("sample_losses", [[found["context_loss"][k]]])[k]],
+        mean=mean, samples=samples, typical=typical,
+        sample_losses=[float(x) for x in found.get("sample_losses", [[found["context_loss"][k]]])[k]][:len(samples)],
     )
 
 
@@ -207,8 +252,10 @@ def inpaint_batch(images, masks, model=None, settings=None, blend=True, progress
         settings: SearchSettings (default: the model's).
         blend: Poisson-blend G(z*) into the image.
         progress: optional callable(done, total, losses) for the search iterations.
-        estimate: "sample" (the best sample G(z*), sharp) or "mean" (the posterior-mean
-            estimate, the best guess under squared error) as each result's `output`.
+        estimate: "sample" (the best sample G(z*), sharp), "mean" (the posterior-mean
+            estimate, the best guess under squared error) or "typical" (the restart's
+            completion nearest the mean: sharp, and the garment most restarts agree on)
+            as each result's `output`.
 
     Returns:
         list of InpaintResult, one per image, each [H_i, W_i, C_i].

@@ -20,7 +20,8 @@ from tf_semantic_inpaint.errors import InpaintError
 
 FIGURE_TILE = 112  # tiles are enlarged by pixel replication to at least this many pixels
 SHORT_NAMES = {
-    "ours": "ours", "ours_blend": "ours+blend", "ours_mean": "ours mean", "context_encoder": "CE",
+    "ours": "ours", "ours_blend": "ours+blend", "ours_mean": "ours mean", "ours_typical": "ours typical",
+    "context_encoder": "CE",
     "telea": "Telea", "navier_stokes": "N-S", "biharmonic": "biharm.", "total_variation": "TV",
     "train_mean": "train mean", "nearest_neighbour": "NN",
 }
@@ -30,7 +31,8 @@ FILES = ("results.md", "results.json", "examples.png", "alternatives.png")
 SEARCH_ROWS = ("ours and ours_blend are the latent search's best sample (lowest loss), pasted and "
                "Poisson-blended; ours_mean is the same search's estimate of the posterior mean, a "
                "loss-weighted average of its candidates, Poisson-blended: the best single guess by PSNR, "
-               "where a sample is one sharp, plausible completion.")
+               "where a sample is one sharp, plausible completion; ours_typical is the candidate nearest "
+               "that mean over the hole, Poisson-blended: one sharp sample of what most candidates agree on.")
 
 
 @dataclasses.dataclass(frozen=True)
