@@ -211,17 +211,18 @@ def _finish(pair, found, k, blend, estimate, keep=None):
     best = blended if blend else completed
     mean_fill = fill_of(found["mean_png"][k]) if "mean_png" in found else None
     mean = None if mean_fill is None else put(mean_fill)
-    typical, pngs = None, found["samples_png"][k]
+    # Every sample the model returned, each decoded once; the first is the best, `fill`.
+    fills = [fill] + [fill_of(png) for png in found["samples_png"][k][1:]]
+    typical = None
     if estimate == "typical":
         if mean_fill is None:
             raise InpaintError("the typical estimate needs the model's posterior mean, which this export "
                                "does not give; export it again with `tfinpaint export` or use --estimate sample.")
-        fills = [fill] + [fill_of(png) for png in pngs[1:]]
         nearest = nearest_to_mean(np.stack(fills), mean_fill, known)
         typical = best if nearest == 0 else put(fills[nearest])
-        pngs = pngs[:keep]
+        fills = fills[:keep]
     # samples[0] is the best sample, already put in; the others only when asked for.
-    samples = [best] + [put(fill_of(png)) for png in pngs[1:]]
+    samples = [best] + [put(f) for f in fills[1:]]
     masked = np.concatenate([np.where(known > 0, colour, 0.5), alpha], axis=-1).astype(np.float32)
     output = {"sample": best, "mean": mean, "typical": typical}[estimate]
     return InpaintResult(
