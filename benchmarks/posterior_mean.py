@@ -44,12 +44,17 @@ CANDIDATE_SETS = (
 )
 
 
-def blended_psnr(images, fills, masks):
-    """Mean PSNR of the Poisson-blended completions; fills in [-1, 1], [n, H, W, C]."""
+def blended(images, fills, masks):
+    """The Poisson-blended completions [n, H, W, C] in [0, 1]; fills in [-1, 1], [n, H, W, C]."""
     from tf_semantic_inpaint.blend import poisson_blend
 
     fills = np.clip(fills * 0.5 + 0.5, 0.0, 1.0)
-    return float(np.mean(_psnr(np.stack([poisson_blend(y, g, m) for y, g, m in zip(images, fills, masks)]), images)))
+    return np.stack([poisson_blend(y, g, m) for y, g, m in zip(images, fills, masks)])
+
+
+def blended_psnr(images, fills, masks):
+    """Mean PSNR of the Poisson-blended completions; fills in [-1, 1], [n, H, W, C]."""
+    return float(np.mean(_psnr(blended(images, fills, masks), images)))
 
 
 def weighted(candidates, losses, temperature):
@@ -99,13 +104,12 @@ def default_search(model, n):
     return completer, defaults, card, images, masks, search
 
 
-def candidate_sets(model, images, masks):
-    """{set name: {kind: (candidates [n, R, H, W, C] in [-1, 1], losses [n, R])}}, and seconds per set."""
+def candidates_of(completer, defaults):
+    """run(y, m, restarts, window, iterations) -> (losses [n * R], every restart's completion
+    [n * R, H, W, C] in [-1, 1]): the export's warm-started search with its other defaults,
+    refined when iterations > 0; y in [-1, 1], m [n, H, W, 1], the rest int32 scalars."""
     import tensorflow as tf
 
-    from tf_semantic_inpaint import preprocess
-
-    completer, defaults, _ = exported_completer(model)
     lam = tf.constant(defaults.lam)
 
     @tf.function(reduce_retracing=True)
@@ -118,6 +122,17 @@ def candidate_sets(model, images, masks):
             state, tiled, weights, lam, refine, tf.constant(defaults.refine_radius))
         return context + prior, generated
 
+    return run
+
+
+def candidate_sets(model, images, masks):
+    """{set name: {kind: (candidates [n, R, H, W, C] in [-1, 1], losses [n, R])}}, and seconds per set."""
+    import tensorflow as tf
+
+    from tf_semantic_inpaint import preprocess
+
+    completer, defaults, _ = exported_completer(model)
+    run = candidates_of(completer, defaults)
     y = preprocess.to_model_range(tf.constant(images))
     sets, seconds = {}, {}
     for name, restarts, window, iterations in CANDIDATE_SETS:

@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 from hole_depth import encoder_draws
-from posterior_mean import REPO, default_search
+from posterior_mean import REPO, blended, candidates_of, default_search
 from search_defaults import MASKS, _psnr
 
 from common import machine, save
@@ -54,39 +54,26 @@ def main():
     import tensorflow as tf
 
     from tf_semantic_inpaint import preprocess
-    from tf_semantic_inpaint.blend import poisson_blend
     from tf_semantic_inpaint.evaluate import _Semantics
     from tf_semantic_inpaint.judge import LoadedJudge
     from tf_semantic_inpaint.local import LocalModel
 
     n = args.n
     completer, defaults, card, images, masks, search = default_search(args.model, n)
-    lam = tf.constant(defaults.lam)
-
-    @tf.function(reduce_retracing=True)
-    def restarts_of(y, m):
-        """Every restart's completion of the export's default search, [n * R, H, W, C] in [-1, 1]."""
-        carry = completer.start(y, m, tf.constant(defaults.restarts), tf.constant(defaults.seed),
-                                tf.constant(defaults.window), tf.constant(1))
-        tiled, weights, state, _ = completer.steps(carry, tf.constant(defaults.iterations), lam,
-                                                   tf.constant(defaults.learning_rate))
-        return completer.search.candidates(state, tiled, weights, lam, defaults.refine_steps,
-                                           tf.constant(defaults.refine_radius))[3]
-
+    restarts_of = candidates_of(completer, defaults)
+    search_shape = [tf.constant(v) for v in (defaults.restarts, defaults.window, defaults.iterations)]
     y = preprocess.to_model_range(tf.constant(images))
     semantics = _Semantics(LoadedJudge(args.judge), card["dataset"], "validation", n, card["resolution"],
                            card["channels"], None)
     rival = LocalModel(args.context_encoder)
-
-    def blended(fills, m):
-        return np.stack([poisson_blend(a, g, k) for a, g, k in zip(images, np.clip(fills * 0.5 + 0.5, 0, 1), m)])
 
     rows, seconds = {}, {}
     for kind in MASKS:
         started = time.perf_counter()
         m = masks[kind]
         sample, mean, _ = search(kind)
-        candidates = restarts_of(y, tf.constant(m)).numpy().reshape(n, defaults.restarts, *images.shape[1:])
+        candidates = restarts_of(y, tf.constant(m), *search_shape)[1].numpy().reshape(
+            n, defaults.restarts, *images.shape[1:])
         draws, _ = encoder_draws(completer, defaults, images, m, SPREAD, DRAWS, prior=False)
         both = nearest(np.concatenate([candidates, draws], axis=1), mean, m)
         fills = {"best sample": sample, "posterior mean": mean,
@@ -94,7 +81,7 @@ def main():
                  f"draw nearest the mean ({DRAWS} draws around E's guess)": nearest(draws, mean, m),
                  "nearest the mean of restarts and draws": both,
                  "half mean, half the nearest of restarts and draws": 0.5 * mean + 0.5 * both}
-        outputs = {label: blended(fill, m) for label, fill in fills.items()}
+        outputs = {label: blended(images, fill, m) for label, fill in fills.items()}
         outputs["context encoder"] = rival.search(images, m)["completed"]
         for label, output in outputs.items():
             semantics.add(label, kind, output)
