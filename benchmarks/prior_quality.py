@@ -105,7 +105,8 @@ def main():
     sem = psnr.std() / np.sqrt(len(psnr))
     result["range"] = {"psnr_mean": round(float(psnr.mean()), 3), "psnr_sem": round(float(sem), 3),
                        "steps": RANGE_STEPS, "starts": RANGE_STARTS, "learning_rate": RANGE_LR,
-                       "seconds": round(time.perf_counter() - t0, 1)}
+                       "seconds": round(time.perf_counter() - t0, 1),
+                       "psnr_per_image": [round(float(v), 3) for v in psnr]}  # to pair two generators
     print(f"{name}: range (whole-image fit) {psnr.mean():.2f} dB", flush=True)
 
     if not args.skip_inpainting:

@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py [--steps 30]
 
-Measures 28x28x1 (the shipped model), 32x32x1 and the paper's 64x64x3 DCGAN, with
+Measures 28x28x1 (the shipped model, and twice as wide), 32x32x1 and the paper's 64x64x3 DCGAN, with
 the machine's float32 matmul peak in the same run; writes results/train_throughput.json.
 """
 
@@ -15,6 +15,7 @@ from common import machine, matmul_peak_gflops, save
 
 CONFIGS = [
     {"name": "shipped 28x28x1 (width 64)", "resolution": 28, "channels": 1, "width": 64},
+    {"name": "28x28x1, twice as wide (width 128)", "resolution": 28, "channels": 1, "width": 128},
     {"name": "32x32x1 (width 64)", "resolution": 32, "channels": 1, "width": 64},
     {"name": "paper 64x64x3 (width 64)", "resolution": 64, "channels": 3, "width": 64},
 ]
